@@ -1,0 +1,137 @@
+"""Full-ranking evaluation: every user is scored against every item, in batched matrix products.
+
+Items the user met in training (and in validation, when testing) are masked out before top-k, so
+a model is never rewarded for recalling what it was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from crossrec.data.schema import Interactions
+from crossrec.eval import metrics as M
+from crossrec.models.base import Recommender
+
+
+@dataclass
+class RankingResult:
+    """Mean metrics, per-user values (for paired tests) and the top-k lists behind them."""
+
+    metrics: dict[str, float]
+    users: np.ndarray
+    per_user: dict[str, np.ndarray] = field(repr=False)
+    top_items: np.ndarray = field(repr=False)
+
+
+class RankingEvaluator:
+    """Evaluates any Recommender on `target` interactions; also a training-time Validator."""
+
+    def __init__(
+        self,
+        target: Interactions,
+        exclude: Sequence[Interactions] = (),
+        ks: Sequence[int] = (10, 20),
+        monitor: str = "recall@20",
+        batch_size: int = 2048,
+        item_popularity: np.ndarray | None = None,
+        item_vectors: np.ndarray | None = None,
+        candidate_items: np.ndarray | None = None,
+    ) -> None:
+        self.ks = sorted({int(k) for k in ks})
+        if not self.ks or self.ks[0] < 1:
+            raise ValueError("ks must hold positive cut-offs")
+        self.monitor = monitor
+        self.batch_size = batch_size
+        self.n_users, self.n_items = target.n_users, target.n_items
+        self._target = target.to_csr()
+        mask = sp.csr_matrix((self.n_users, self.n_items), dtype=np.float32)
+        for inter in exclude:
+            mask = mask + inter.to_csr()
+        self._exclude = mask.tocsr()
+        self.users = np.flatnonzero(np.diff(self._target.indptr) > 0)
+        self._popularity = None if item_popularity is None else torch.as_tensor(item_popularity)
+        self._item_vectors = None if item_vectors is None else torch.as_tensor(item_vectors)
+        self._candidates = None
+        if candidate_items is not None:
+            # Restrict ranking to a subset (e.g. cold items): everything else is masked out.
+            allowed = np.zeros(self.n_items, dtype=bool)
+            allowed[candidate_items] = True
+            self._candidates = torch.as_tensor(~allowed)
+            keep = self._target.multiply(allowed[None, :]).tocsr()
+            keep.eliminate_zeros()
+            self._target = keep
+            self.users = np.flatnonzero(np.diff(keep.indptr) > 0)
+
+    def __call__(self, model: Recommender) -> dict[str, float]:
+        return self.evaluate(model).metrics
+
+    @torch.no_grad()
+    def evaluate(self, model: Recommender) -> RankingResult:
+        kmax = self.ks[-1]
+        per_user: dict[str, list[torch.Tensor]] = {}
+        tops = []
+        for start in range(0, len(self.users), self.batch_size):
+            users = self.users[start : start + self.batch_size]
+            scores = model.score(users).to(torch.float32)
+            if scores.shape != (len(users), self.n_items):
+                raise ValueError(
+                    f"{type(model).__name__}.score returned shape {tuple(scores.shape)}, "
+                    f"expected ({len(users)}, {self.n_items})"
+                )
+            scores = scores.clone() if scores.requires_grad else scores
+            self._mask(scores, self._exclude, users)
+            if self._candidates is not None:
+                scores.masked_fill_(self._candidates, -torch.inf)
+            top = torch.topk(scores, kmax, dim=1, sorted=True).indices
+            target = self._dense_rows(self._target, users)
+            hits = target.gather(1, top).to(torch.float64)
+            n_rel = target.sum(1).to(torch.float64)
+            for k in self.ks:
+                for name, fn in M.PER_USER.items():
+                    per_user.setdefault(f"{name}@{k}", []).append(fn(hits, n_rel, k))
+                if self._popularity is not None:
+                    per_user.setdefault(f"novelty@{k}", []).append(
+                        M.novelty(top, self._popularity, self.n_users, k)
+                    )
+                if self._item_vectors is not None:
+                    per_user.setdefault(f"diversity@{k}", []).append(
+                        M.intra_list_diversity(top, self._item_vectors, k)
+                    )
+            tops.append(top)
+        top_all = torch.cat(tops) if tops else torch.zeros((0, kmax), dtype=torch.long)
+        values = {name: torch.cat(parts).numpy() for name, parts in per_user.items()}
+        means = {name: float(v.mean()) for name, v in values.items()}
+        for k in self.ks:
+            means[f"coverage@{k}"] = M.coverage(top_all, self.n_items, k) if len(top_all) else 0.0
+        return RankingResult(means, self.users, values, top_all.numpy())
+
+    @staticmethod
+    def _mask(scores: torch.Tensor, matrix: sp.csr_matrix, users: np.ndarray) -> None:
+        rows = matrix[users]
+        if rows.nnz:
+            r = np.repeat(np.arange(len(users)), np.diff(rows.indptr))
+            scores[torch.as_tensor(r), torch.as_tensor(rows.indices, dtype=torch.long)] = -torch.inf
+
+    def _dense_rows(self, matrix: sp.csr_matrix, users: np.ndarray) -> torch.Tensor:
+        rows = matrix[users]
+        dense = torch.zeros((len(users), self.n_items), dtype=torch.bool)
+        r = np.repeat(np.arange(len(users)), np.diff(rows.indptr))
+        dense[torch.as_tensor(r), torch.as_tensor(rows.indices, dtype=torch.long)] = True
+        return dense
+
+
+def evaluator_for(
+    target: Interactions,
+    train: Interactions,
+    valid: Interactions | None = None,
+    **kwargs: object,
+) -> RankingEvaluator:
+    """The standard protocol: mask training items, and validation items when testing."""
+    exclude = [train] + ([valid] if valid is not None else [])
+    kwargs.setdefault("item_popularity", train.item_counts())
+    return RankingEvaluator(target, exclude=exclude, **kwargs)  # type: ignore[arg-type]
