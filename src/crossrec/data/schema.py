@@ -101,10 +101,14 @@ class ItemContent:
     def check(self, n_items: int, source: str = "item content") -> None:
         for name, values in self.text.items():
             if len(values) != n_items:
-                raise DataError(f"has {len(values)} entries, expected {n_items} items", file=source, field=name)
+                raise DataError(
+                    f"has {len(values)} entries, expected {n_items} items", file=source, field=name
+                )
         for name, paths in (("image", self.image), ("audio", self.audio)):
             if paths is not None and len(paths) != n_items:
-                raise DataError(f"has {len(paths)} entries, expected {n_items} items", file=source, field=name)
+                raise DataError(
+                    f"has {len(paths)} entries, expected {n_items} items", file=source, field=name
+                )
         for name, mat in self.features.items():
             check_feature_matrix(mat, n_items, source=source, name=name)
 
@@ -183,7 +187,7 @@ class Split:
             n_users, n_items = (int(x) for x in z["shape"])
             parts = {}
             for part in ("train", "valid", "test"):
-                ts = z[f"{part}_timestamp"] if f"{part}_timestamp" in z else None
+                ts = z.get(f"{part}_timestamp")
                 parts[part] = Interactions(
                     z[f"{part}_user"], z[f"{part}_item"], z[f"{part}_value"], n_users, n_items, ts
                 )

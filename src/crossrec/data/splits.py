@@ -94,7 +94,7 @@ def cold_item_split(
         raise ConfigError(f"cold_fraction must be in (0, 1), got {cold_fraction}")
     rng = np.random.default_rng(seed)
     seen = np.flatnonzero(inter.item_counts() > 0)
-    n_cold = max(2, int(round(cold_fraction * len(seen))))
+    n_cold = max(2, round(cold_fraction * len(seen)))
     cold = rng.permutation(seen)[:n_cold]
     cold_valid, cold_test = cold[: n_cold // 2], cold[n_cold // 2 :]
     is_cold = np.isin(inter.item, cold)

@@ -88,4 +88,3 @@ def intra_list_diversity(top_items: torch.Tensor, item_vectors: torch.Tensor, k:
     self_sim = v.pow(2).sum((1, 2))
     mean_cos = (total - self_sim) / (k * (k - 1))
     return 1.0 - mean_cos
-
