@@ -1,0 +1,142 @@
+"""One config system for every run.
+
+Precedence, lowest to highest: the defaults below < the YAML file < `--set key.path=value`
+overrides on the command line (or `overrides=` in Python). The resolved config is written with
+every run, so a run can be repeated from its own folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from crossrec.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(_Strict):
+    format: Literal["movielens", "diffmm", "mmrec", "table"] = "movielens"
+    path: str = "../shared/data/movielens-small"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitConfig(_Strict):
+    method: Literal["shipped", "random", "temporal", "cold_item"] = "temporal"
+    seed: int = 0
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    holdout: int | float = 1
+    cold_fraction: float = 0.1
+
+
+class EvalConfig(_Strict):
+    ks: list[int] = Field(default_factory=lambda: [10, 20])
+    monitor: str = "recall@20"
+    batch_size: int = 2048
+    diversity_features: str | None = None
+
+    @field_validator("ks")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if not ks or min(ks) < 1:
+            raise ValueError("ks must be a non-empty list of positive cut-offs")
+        return sorted(set(ks))
+
+
+class ModelConfig(_Strict):
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+
+class ReportConfig(_Strict):
+    plots: bool = True
+    tensorboard: bool = False
+
+
+class Config(_Strict):
+    name: str = "experiment"
+    output_dir: str = "runs"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    threads: int | None = None
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="mostpop")])
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{item}' must look like key.path=value")
+    return key.split("."), yaml.safe_load(raw) if raw else None
+
+
+def _apply(tree: dict[str, Any], keys: list[str], value: Any, item: str) -> None:
+    node: Any = tree
+    for key in keys[:-1]:
+        if isinstance(node, list):
+            node = node[_list_index(node, key, item)]
+            continue
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict | list):
+            raise ConfigError(f"override '{item}': '{key}' is not a section")
+    last = keys[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, item)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(node: list[Any], key: str, item: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ConfigError(f"override '{item}': '{key}' is not an index into a list of {len(node)}")
+    return int(key)
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | None = None, overrides: list[str] | None = None
+) -> Config:
+    """Resolve a config from a YAML path or a dict, then apply `key.path=value` overrides."""
+    if source is None:
+        tree: dict[str, Any] = {}
+    elif isinstance(source, dict):
+        tree = yaml.safe_load(yaml.safe_dump(source))  # a deep copy the overrides may change
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    for item in overrides or []:
+        keys, value = _parse_override(item)
+        _apply(tree, keys, value, item)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        where = f" in {source}" if isinstance(source, str | Path) else ""
+        raise ConfigError(f"invalid config{where}: {problems}") from None

@@ -1,0 +1,258 @@
+"""dataset -> split -> models -> evaluation -> report, as one call (the CLI and Python API share it)."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from crossrec.config import Config, load_config
+from crossrec.data.loaders import load_dataset
+from crossrec.data.schema import Dataset, Split
+from crossrec.data.splits import make_split
+from crossrec.errors import ConfigError
+from crossrec.eval.ranking import evaluator_for
+from crossrec.eval.stats import PairedTest, mean_std, paired_test
+from crossrec.io import write_json_atomic, write_text_atomic
+from crossrec.models import build_model
+from crossrec.report.markdown import render_report
+from crossrec.report.plots import plot_metric_comparison, plot_training_curves
+
+
+@dataclass
+class ModelRun:
+    """One model trained with one seed: validation and test metrics plus what training recorded."""
+
+    label: str
+    seed: int
+    valid: dict[str, float]
+    test: dict[str, float]
+    fit_seconds: float
+    history: list[dict[str, float]]
+    test_per_user: dict[str, np.ndarray] = field(repr=False)
+
+
+@dataclass
+class ExperimentResult:
+    config: Config
+    run_dir: Path
+    runs: list[ModelRun]
+    payload: dict[str, Any]
+
+    @property
+    def test_summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        return {label: m["test"] for label, m in self.payload["models"].items()}
+
+
+def _console(quiet: bool) -> Console:
+    return Console(quiet=quiet, highlight=False)
+
+
+def _build(model_cfg: Any, seed: int) -> Any:
+    from crossrec.models import MODELS
+
+    params = dict(model_cfg.params)
+    cls = MODELS.get(model_cfg.name)
+    if cls is not None and "seed" in inspect.signature(cls.__init__).parameters:
+        params.setdefault("seed", seed)
+    return build_model(model_cfg.name, **params)
+
+
+def _item_vectors(dataset: Dataset, name: str | None) -> np.ndarray | None:
+    if name is None:
+        return None
+    if name not in dataset.content.features:
+        known = ", ".join(sorted(dataset.content.features)) or "none"
+        raise ConfigError(f"eval.diversity_features '{name}' is not a feature of the dataset (has: {known})")
+    return dataset.content.features[name]
+
+
+def run_experiment(
+    config: Config | str | Path | dict[str, Any],
+    overrides: list[str] | None = None,
+    *,
+    quiet: bool = False,
+) -> ExperimentResult:
+    """Run every configured model with every seed; select on validation, test once per run."""
+    if not isinstance(config, Config):
+        config = load_config(config, overrides)
+    elif overrides:
+        config = load_config(config.model_dump(mode="json"), overrides)
+    console = _console(quiet)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", config.to_yaml())
+
+    dataset = load_dataset(config.dataset.format, config.dataset.path, **config.dataset.options)
+    split = make_split(
+        dataset,
+        config.split.method,
+        seed=config.split.seed,
+        ratios=config.split.ratios,
+        holdout=config.split.holdout,
+        cold_fraction=config.split.cold_fraction,
+    )
+    split.save(run_dir / "split.npz")
+    console.print(
+        f"[bold]{dataset.name}[/]: {dataset.n_users:,} users, {dataset.n_items:,} items; "
+        + _split_line(split)
+    )
+
+    ks, monitor = config.eval.ks, config.eval.monitor
+    valid_eval = evaluator_for(
+        split.valid, split.train, ks=ks, monitor=monitor, batch_size=config.eval.batch_size
+    )
+    test_eval = evaluator_for(
+        split.test,
+        split.train,
+        split.valid,
+        ks=ks,
+        monitor=monitor,
+        batch_size=config.eval.batch_size,
+        item_vectors=_item_vectors(dataset, config.eval.diversity_features),
+    )
+    features = dataset.content.features or None
+    runs: list[ModelRun] = []
+    labels = [m.display_name for m in config.models]
+    if len(set(labels)) != len(labels):
+        raise ConfigError("two models share a name: give each a distinct `label`")
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("models x seeds", total=len(config.models) * len(config.seeds))
+        for model_cfg in config.models:
+            for seed in config.seeds:
+                progress.update(task, description=f"{model_cfg.display_name} (seed {seed})")
+                model = _build(model_cfg, seed)
+                start = time.perf_counter()
+                model.fit(split.train, item_features=features, valid=valid_eval)
+                fit_seconds = time.perf_counter() - start
+                valid_metrics = valid_eval(model)
+                result = test_eval.evaluate(model)  # the one read of the test split for this run
+                runs.append(
+                    ModelRun(
+                        model_cfg.display_name,
+                        seed,
+                        valid_metrics,
+                        result.metrics,
+                        fit_seconds,
+                        list(model.history),
+                        result.per_user,
+                    )
+                )
+                progress.advance(task)
+
+    payload = _summarise(config, dataset, split, runs, test_eval.users)
+    _write_plots_and_curves(config, runs, payload, run_dir)
+    write_json_atomic(run_dir / "metrics.json", payload)
+    write_text_atomic(run_dir / "report.md", render_report(payload))
+    console.print(f"report written to [bold]{run_dir / 'report.md'}[/]")
+    return ExperimentResult(config, run_dir, runs, payload)
+
+
+def _split_line(split: Split) -> str:
+    s = split.summary()
+    cold = f", {s['cold_items']:,} cold items" if s["cold_items"] else ""
+    return f"split {s['name']}: train {s['train']:,} / valid {s['valid']:,} / test {s['test']:,}{cold}"
+
+
+def _significance(config: Config, runs: list[ModelRun], ranking: list[str]) -> PairedTest | None:
+    if len(ranking) < 2:
+        return None
+    metric = config.eval.monitor
+
+    def per_user(label: str) -> np.ndarray:
+        return np.mean([r.test_per_user[metric] for r in runs if r.label == label], axis=0)
+
+    best, runner_up = ranking[0], ranking[1]
+    return paired_test(metric, best, per_user(best), runner_up, per_user(runner_up))
+
+
+def _summarise(
+    config: Config, dataset: Dataset, split: Split, runs: list[ModelRun], test_users: np.ndarray
+) -> dict[str, Any]:
+    monitor = config.eval.monitor
+    models: dict[str, Any] = {}
+    for model_cfg in config.models:
+        label = model_cfg.display_name
+        mine = [r for r in runs if r.label == label]
+        models[label] = {
+            "model": model_cfg.name,
+            "params": model_cfg.params,
+            "valid": mean_std([r.valid for r in mine]),
+            "test": mean_std([r.test for r in mine]),
+            "fit_seconds": mean_std([{"fit_seconds": r.fit_seconds} for r in mine])["fit_seconds"],
+            "runs": [
+                {
+                    "seed": r.seed,
+                    "valid": r.valid,
+                    "test": r.test,
+                    "fit_seconds": r.fit_seconds,
+                    "epochs": len(r.history),
+                    "history": r.history,
+                }
+                for r in mine
+            ],
+        }
+    # Selection reads validation only; the test columns are reported, never used to choose.
+    ranking = sorted(
+        models, key=lambda m: models[m]["valid"].get(monitor, {}).get("mean", -np.inf), reverse=True
+    )
+    test = _significance(config, runs, ranking)
+    return {
+        "name": config.name,
+        "dataset": dataset.summary(),
+        "split": split.summary(),
+        "protocol": {
+            "ranking": "full ranking over all items",
+            "masked_at_validation": ["train"],
+            "masked_at_test": ["train", "valid"],
+            "users_evaluated_at_test": len(test_users),
+            "ks": config.eval.ks,
+            "monitor": monitor,
+            "selection": "best validation mean of the monitor metric",
+            "seeds": config.seeds,
+        },
+        "models": models,
+        "ranking_by_validation": ranking,
+        "significance": test.to_dict() if test else None,
+        "significance_sentence": test.sentence() if test else None,
+    }
+
+
+def _write_plots_and_curves(
+    config: Config, runs: list[ModelRun], payload: dict[str, Any], run_dir: Path
+) -> None:
+    first_seed = {r.label: r.history for r in runs if r.seed == config.seeds[0]}
+    if config.report.plots:
+        curves = plot_training_curves(first_seed, config.eval.monitor, run_dir / "training_curves.png")
+        shown = [
+            f"{m}@{k}"
+            for m in ("recall", "ndcg", "precision", "map", "hit", "mrr")
+            for k in config.eval.ks[-1:]
+        ]
+        plot_metric_comparison(
+            {label: m["test"] for label, m in payload["models"].items()},
+            shown,
+            run_dir / "metric_comparison.png",
+        )
+        payload["plots"] = [p.name for p in (curves, run_dir / "metric_comparison.png") if p is not None]
+    if config.report.tensorboard:
+        from crossrec.report.tensorboard import write_tensorboard
+
+        write_tensorboard({f"{r.label}/seed{r.seed}": r.history for r in runs}, run_dir / "tensorboard")

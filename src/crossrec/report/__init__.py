@@ -1,0 +1,1 @@
+"""Report stage: markdown, JSON-ready summaries, PNG plots and TensorBoard curves."""
