@@ -64,9 +64,9 @@ def temporal_split(inter: Interactions, holdout: int | float = 1) -> Split:
     valid; a fraction (float) holds out that share of each user's latest interactions, test last."""
     if inter.timestamp is None:
         raise ConfigError("a temporal split needs timestamps, and this dataset has none")
-    # Ties in time are broken by row order, which keeps the split deterministic.
-    key = inter.timestamp.astype(np.float64) + np.arange(len(inter)) / (len(inter) + 1.0)
-    rank, n = _rank_within_user(inter.user, key)
+    # The sort is stable: ties in time keep row order (deterministic), and int64 keys keep ms / ns
+    # timestamps exact, where float64 keys would round neighbouring times together.
+    rank, n = _rank_within_user(inter.user, inter.timestamp)
     if isinstance(holdout, bool) or not isinstance(holdout, int | float) or holdout <= 0:
         raise ConfigError(f"holdout must be a positive int or a fraction in (0, 1), got {holdout!r}")
     if isinstance(holdout, int):
