@@ -12,16 +12,15 @@ from rich.table import Table
 from crossrec.errors import CrossrecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(highlight=False)
+console = Console(highlight=False, width=140)
 
 DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
 
 
 def _print_table(payload: dict) -> None:
-    ks = payload["protocol"]["ks"]
-    k = ks[-1]
-    table = Table(title=f"{payload['name']}: test metrics @{k} (mean ± std over seeds)")
-    metrics = [f"{m}@{k}" for m in ("recall", "ndcg", "precision", "map", "hit", "mrr", "coverage")]
+    k = payload["protocol"]["ks"][-1]
+    table = Table(title=f"{payload['name']}: test metrics @{k}, mean ± std over seeds")
+    metrics = ("recall", "ndcg", "precision", "map", "hit", "mrr", "coverage")
     table.add_column("model")
     for m in metrics:
         table.add_column(m, justify="right")
@@ -29,12 +28,9 @@ def _print_table(payload: dict) -> None:
     for label, model in payload["models"].items():
         cells = []
         for m in metrics:
-            stat = model["test"].get(m)
-            cells.append(
-                "–"
-                if stat is None
-                else f"{stat['mean']:.4f}" + (f" ± {stat['std']:.4f}" if stat["n"] > 1 else "")
-            )
+            stat = model["test"].get(f"{m}@{k}")
+            std = f"±{stat['std']:.3f}".replace("0.", ".") if stat and stat["n"] > 1 else ""
+            cells.append("–" if stat is None else f"{stat['mean']:.4f}{std}")
         table.add_row(label, *cells, f"{model['fit_seconds']['mean']:.1f}")
     console.print(table)
     if payload.get("significance_sentence"):

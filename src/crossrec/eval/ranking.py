@@ -54,8 +54,8 @@ class RankingEvaluator:
             mask = mask + inter.to_csr()
         self._exclude = mask.tocsr()
         self.users = np.flatnonzero(np.diff(self._target.indptr) > 0)
-        self._popularity = None if item_popularity is None else torch.as_tensor(item_popularity)
-        self._item_vectors = None if item_vectors is None else torch.as_tensor(item_vectors)
+        self._popularity = None if item_popularity is None else torch.tensor(np.asarray(item_popularity))
+        self._item_vectors = None if item_vectors is None else torch.tensor(np.asarray(item_vectors))
         self._candidates = None
         if candidate_items is not None:
             # Restrict ranking to a subset (e.g. cold items): everything else is masked out.
