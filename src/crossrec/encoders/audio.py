@@ -182,10 +182,8 @@ class AisfxNetwork(nn.Module):
 def load_aisfx_network(path: Path) -> AisfxNetwork:
     """The embedding network from aisfx's checkpoint (a (state_dict, dataset map) pair, pickled with numpy
     scalars: those few numpy types are allow-listed so torch's safe loader still guards the rest)."""
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    from numpy._core.multiarray import scalar
+
     allowed = [
         (scalar, "numpy.core.multiarray.scalar"),
         np.dtype,
