@@ -1,6 +1,63 @@
-"""Model stage: the Recommender contract and the model zoo."""
+"""Model stage: the Recommender contract, the model zoo and its registry."""
 
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from crossrec.errors import ConfigError
 from crossrec.models.base import EmbeddingRecommender, Recommender, Validator
+from crossrec.models.bpr import BPRMF
+from crossrec.models.itemknn import ItemKNN
+from crossrec.models.lightgcn import LightGCN
 from crossrec.models.mostpop import MostPop
 
-__all__ = ["EmbeddingRecommender", "MostPop", "Recommender", "Validator"]
+MODELS: dict[str, type[Recommender]] = {
+    "mostpop": MostPop,
+    "itemknn": ItemKNN,
+    "bpr": BPRMF,
+    "lightgcn": LightGCN,
+}
+
+
+def model_params(name: str) -> dict[str, Any]:
+    """The constructor parameters of a registered model and their defaults."""
+    cls = _model_class(name)
+    sig = inspect.signature(cls.__init__)
+    return {p.name: p.default for p in sig.parameters.values() if p.name != "self"}
+
+
+def build_model(name: str, **params: Any) -> Recommender:
+    """A model by registry name; configuration mistakes fail here, naming what is valid."""
+    valid = model_params(name)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"model '{name}' has no parameter(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(valid) if valid else '(none)'}"
+        )
+    try:
+        return _model_class(name)(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model '{name}': {exc}") from exc
+
+
+def _model_class(name: str) -> type[Recommender]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model '{name}'; choose one of {', '.join(MODELS)}") from None
+
+
+__all__ = [
+    "BPRMF",
+    "MODELS",
+    "EmbeddingRecommender",
+    "ItemKNN",
+    "LightGCN",
+    "MostPop",
+    "Recommender",
+    "Validator",
+    "build_model",
+    "model_params",
+]
