@@ -74,3 +74,29 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path):
         first = [r.test["ndcg@20"] for r in result.runs if r.label == label]
         second = [r.test["ndcg@20"] for r in again.runs if r.label == label]
         np.testing.assert_allclose(first, second, rtol=1e-6)
+
+
+def test_run_with_encoded_content_feeds_content_models(shared_data, tmp_path):
+    config = {
+        "name": "encoded",
+        "output_dir": str(tmp_path),
+        "dataset": {"format": "movielens", "path": str(shared_data / "movielens-small")},
+        "encode": {
+            "cache_dir": str(tmp_path / "cache"),
+            "max_items": 24,
+            "models": {"text": {"fields": ["title", "genres"]}, "image": {}, "audio": None},
+        },
+        "split": {"method": "random"},
+        "eval": {"diversity_features": "text"},
+        "models": [
+            {"name": "contentknn", "label": "text", "params": {"feature": "text"}},
+            {"name": "contentknn", "label": "poster", "params": {"feature": "image"}},
+        ],
+    }
+    result = run_experiment(config, quiet=True)
+    ingest = json.loads((tmp_path / "encoded" / "ingest_report.json").read_text())
+    assert ingest["counts"]["text"]["items"] == 24
+    for label in ("text", "poster"):
+        assert result.payload["models"][label]["test"]["recall@20"]["mean"] > 0
+    assert "diversity@20" in result.payload["models"]["text"]["test"]
+    assert "encoded item content" in (tmp_path / "encoded" / "report.md").read_text()

@@ -61,6 +61,36 @@ def run(
 
 
 @app.command()
+def encode(
+    config: Annotated[Path, typer.Argument(help="experiment YAML with an `encode` section")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config value: key.path=value (repeatable)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Encode a dataset's item content into the embedding cache (resumable; re-runs reuse the cache)."""
+    from crossrec.config import load_config
+    from crossrec.data.loaders import load_dataset
+    from crossrec.pipeline import encode_items
+
+    try:
+        cfg = load_config(config, set_ or [])
+        dataset = load_dataset(cfg.dataset.format, cfg.dataset.path, **cfg.dataset.options)
+        result = encode_items(cfg, dataset, quiet=quiet)
+    except CrossrecError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    assert cfg.encode is not None
+    report_path = result.report.save(Path(cfg.encode.cache_dir) / f"ingest_report-{cfg.name}.json")
+    console.print(result.report.summary())
+    for name, matrix in result.vectors.items():
+        console.print(
+            f"{name}: {int(result.present[name].sum()):,} of {len(matrix):,} items, {matrix.shape[1]}-d"
+        )
+    console.print(f"ingest report: {report_path}")
+
+
+@app.command()
 def demo(
     data: Annotated[Path, typer.Option(help="movielens-small folder")] = Path(
         "../shared/data/movielens-small"

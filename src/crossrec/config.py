@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from crossrec.encoders.build import EncodersConfig
 from crossrec.errors import ConfigError
 
 
@@ -63,12 +64,22 @@ class ReportConfig(_Strict):
     tensorboard: bool = False
 
 
+class EncodeConfig(_Strict):
+    """Which pretrained encoders turn item content into vectors (cached by content hash)."""
+
+    cache_dir: str = ".cache/embeddings"
+    max_items: int | None = Field(None, ge=1)  # only the N most-interacted items: a quick slice
+    threads: int | None = None
+    models: EncodersConfig = Field(default_factory=EncodersConfig)
+
+
 class Config(_Strict):
     name: str = "experiment"
     output_dir: str = "runs"
     seeds: list[int] = Field(default_factory=lambda: [0])
     threads: int | None = None
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    encode: EncodeConfig | None = None
     split: SplitConfig = Field(default_factory=SplitConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="mostpop")])

@@ -15,8 +15,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from crossrec.config import Config, load_config
 from crossrec.data.loaders import load_dataset
-from crossrec.data.schema import Dataset, Split
+from crossrec.data.schema import Dataset, Interactions, ItemContent, Split
 from crossrec.data.splits import make_split
+from crossrec.encoders.build import EncodeResult, encode_dataset
 from crossrec.errors import ConfigError
 from crossrec.eval.ranking import evaluator_for
 from crossrec.eval.stats import PairedTest, mean_std, paired_test
@@ -65,13 +66,59 @@ def _build(model_cfg: Any, seed: int) -> Any:
     return build_model(model_cfg.name, **params)
 
 
-def _item_vectors(dataset: Dataset, name: str | None) -> np.ndarray | None:
+def _item_vectors(features: dict[str, np.ndarray], name: str | None) -> np.ndarray | None:
     if name is None:
         return None
-    if name not in dataset.content.features:
-        known = ", ".join(sorted(dataset.content.features)) or "none"
-        raise ConfigError(f"eval.diversity_features '{name}' is not a feature of the dataset (has: {known})")
-    return dataset.content.features[name]
+    if name not in features:
+        known = ", ".join(sorted(features)) or "none"
+        raise ConfigError(
+            f"eval.diversity_features '{name}' is not an item feature of the run (has: {known})"
+        )
+    return features[name]
+
+
+def _items_to_encode(config: Config, dataset: Dataset) -> np.ndarray:
+    """All items, or the `max_items` most-interacted ones (ties by index) for a quick slice."""
+    limit = config.encode.max_items if config.encode else None
+    if limit is None or limit >= dataset.n_items:
+        return np.arange(dataset.n_items)
+    counts = dataset.interactions.item_counts()
+    return np.sort(np.argsort(-counts, kind="stable")[:limit])
+
+
+def _content_subset(dataset: Dataset, rows: np.ndarray) -> Dataset:
+    c = dataset.content
+    pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
+    content = ItemContent(
+        text={k: pick(v) for k, v in c.text.items()}, image=pick(c.image), audio=pick(c.audio)
+    )
+    empty = Interactions([], [], [], dataset.n_users, len(rows))
+    return Dataset(dataset.name, dataset.user_ids, dataset.item_ids[rows], empty, content)
+
+
+def encode_items(config: Config, dataset: Dataset, *, quiet: bool = False) -> EncodeResult:
+    """Encode the configured modalities into the cache; vectors come back for every item (zero rows
+    and `present` False where an item was outside the slice, had no input, or was skipped)."""
+    if config.encode is None:
+        raise ConfigError("the config has no `encode` section: nothing to encode")
+    rows = _items_to_encode(config, dataset)
+    subset = dataset if len(rows) == dataset.n_items else _content_subset(dataset, rows)
+    result = encode_dataset(
+        subset,
+        config.encode.models,
+        config.encode.cache_dir,
+        threads=config.encode.threads,
+        progress=not quiet,
+    )
+    if subset is dataset:
+        return result
+    vectors, present = {}, {}
+    for name, matrix in result.vectors.items():
+        vectors[name] = np.zeros((dataset.n_items, matrix.shape[1]), dtype=np.float32)
+        vectors[name][rows] = matrix
+        present[name] = np.zeros(dataset.n_items, dtype=bool)
+        present[name][rows] = result.present[name]
+    return EncodeResult(vectors, present, result.report)
 
 
 def run_experiment(
@@ -102,6 +149,14 @@ def run_experiment(
         cold_fraction=config.split.cold_fraction,
     )
     split.save(run_dir / "split.npz")
+    features = dict(dataset.content.features)
+    ingest = None
+    if config.encode is not None:
+        encoded = encode_items(config, dataset, quiet=quiet)
+        encoded.report.save(run_dir / "ingest_report.json")
+        ingest = encoded.report.summary()
+        console.print(ingest)
+        features.update(encoded.vectors)
     console.print(
         f"[bold]{dataset.name}[/]: {dataset.n_users:,} users, {dataset.n_items:,} items; "
         + _split_line(split)
@@ -118,9 +173,8 @@ def run_experiment(
         ks=ks,
         monitor=monitor,
         batch_size=config.eval.batch_size,
-        item_vectors=_item_vectors(dataset, config.eval.diversity_features),
+        item_vectors=_item_vectors(features, config.eval.diversity_features),
     )
-    features = dataset.content.features or None
     runs: list[ModelRun] = []
     labels = [m.display_name for m in config.models]
     if len(set(labels)) != len(labels):
@@ -140,7 +194,7 @@ def run_experiment(
                 progress.update(task, description=f"{model_cfg.display_name} (seed {seed})")
                 model = _build(model_cfg, seed)
                 start = time.perf_counter()
-                model.fit(split.train, item_features=features, valid=valid_eval)
+                model.fit(split.train, item_features=features or None, valid=valid_eval)
                 fit_seconds = time.perf_counter() - start
                 valid_metrics = valid_eval(model)
                 result = test_eval.evaluate(model)  # the one read of the test split for this run
@@ -158,6 +212,7 @@ def run_experiment(
                 progress.advance(task)
 
     payload = _summarise(config, dataset, split, runs, test_eval.users)
+    payload["ingest"] = ingest
     _write_plots_and_curves(config, runs, payload, run_dir)
     write_json_atomic(run_dir / "metrics.json", payload)
     write_text_atomic(run_dir / "report.md", render_report(payload))

@@ -8,6 +8,7 @@ from typing import Any
 from crossrec.errors import ConfigError
 from crossrec.models.base import EmbeddingRecommender, Recommender, Validator
 from crossrec.models.bpr import BPRMF
+from crossrec.models.content import ContentKNN
 from crossrec.models.itemknn import ItemKNN
 from crossrec.models.lightgcn import LightGCN
 from crossrec.models.mostpop import MostPop
@@ -17,6 +18,7 @@ MODELS: dict[str, type[Recommender]] = {
     "itemknn": ItemKNN,
     "bpr": BPRMF,
     "lightgcn": LightGCN,
+    "contentknn": ContentKNN,
 }
 
 
@@ -52,6 +54,7 @@ def _model_class(name: str) -> type[Recommender]:
 __all__ = [
     "BPRMF",
     "MODELS",
+    "ContentKNN",
     "EmbeddingRecommender",
     "ItemKNN",
     "LightGCN",

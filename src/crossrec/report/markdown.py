@@ -42,6 +42,11 @@ def render_report(payload: dict[str, Any]) -> str:
         f"{d['interactions']:,} interactions (density {d['density']:.4%})",
         f"- split **{s['name']}**: train {s['train']:,} / valid {s['valid']:,} / test {s['test']:,}"
         + (f"; {s['cold_items']:,} items held out of training (cold)" if s["cold_items"] else ""),
+        *(
+            ["- encoded item content:", *[f"  - {line}" for line in payload["ingest"].splitlines()]]
+            if payload.get("ingest")
+            else []
+        ),
         "",
         "## Protocol",
         f"Every model is scored against all {d['items']:,} items (full ranking). Items a user met in "

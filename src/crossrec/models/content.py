@@ -1,0 +1,57 @@
+"""Content kNN: a user is the mean of the content vectors of what they consumed; items are ranked by
+cosine to that profile. Needs no interactions on the item side, so it ranks cold items too."""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import torch
+
+from crossrec.data.schema import Interactions
+from crossrec.errors import ConfigError
+from crossrec.models.base import EmbeddingRecommender, Validator
+
+
+class ContentKNN(EmbeddingRecommender):
+    name = "ContentKNN"
+
+    def __init__(self, feature: str = "text") -> None:
+        super().__init__()
+        self.feature = feature
+        self._users = torch.zeros(0)
+        self._items = torch.zeros(0)
+
+    def fit(
+        self,
+        train: Interactions,
+        item_features: dict[str, np.ndarray] | None = None,
+        valid: Validator | None = None,
+    ) -> Self:
+        features = item_features or {}
+        if self.feature not in features:
+            known = ", ".join(sorted(features)) or "none (add an `encode` section to the config)"
+            raise ConfigError(f"ContentKNN needs item feature '{self.feature}'; the run has: {known}")
+        matrix = np.asarray(features[self.feature], dtype=np.float32)
+        if matrix.shape[0] != train.n_items:
+            raise ConfigError(
+                f"feature '{self.feature}' has {matrix.shape[0]} rows for {train.n_items} items"
+            )
+        self.n_users, self.n_items = train.n_users, train.n_items
+        # Items without content keep a zero vector: they score 0 rather than a made-up similarity.
+        items = torch.nn.functional.normalize(torch.as_tensor(matrix), dim=1)
+        csr = train.to_csr()
+        csr = csr.multiply(1.0 / np.maximum(csr.sum(1), 1)).tocsr()  # row means
+        profile = torch.as_tensor(np.asarray(csr @ items.numpy(), dtype=np.float32))
+        self._users = torch.nn.functional.normalize(profile, dim=1)
+        self._items = items
+        return self
+
+    def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._users, self._items
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"users": self._users, "items": self._items}
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._users, self._items = state["users"], state["items"]
