@@ -155,7 +155,7 @@ def test_kill_9_mid_run_then_resume_gives_identical_vectors(
     tmp_path: Path, posters: list[Path], effnet: EfficientNetLiteEncoder
 ) -> None:
     paths = [str(p) for p in posters[:12]]
-    config = {"text": None, "audio": None, "image": {"batch_size": 2}}
+    config = {"text": None, "audio": None, "image": {"batch_size": 2, "backend": "torch"}}  # as `effnet`
     cache = tmp_path / "cache"
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(_KILLED_RUN))

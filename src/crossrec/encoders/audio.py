@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from crossrec.encoders.base import MAIN_OUTPUT, BadInput, Encoder, Loaded
+from crossrec.encoders.fast import Backend, Precision, export_onnx
 from crossrec.encoders.registry import ResolvedModel
 
 SAMPLE_RATE = 44_100
@@ -32,16 +33,26 @@ class AisfxEncoder(Encoder):
     """aiSFX (X-Sequential-CE, ISMIR 2022) embeddings of whole clips."""
 
     modality: ClassVar[str] = "audio"
+    onnx_precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # int8 convolutions need calibration data
 
     def __init__(
-        self, model: ResolvedModel, *, pooling: Literal["mean", "max"] = "mean", max_seconds: float = 600.0
+        self,
+        model: ResolvedModel,
+        *,
+        pooling: Literal["mean", "max"] = "mean",
+        max_seconds: float = 600.0,
+        backend: Backend = "torch",
+        precision: Precision = "fp32",
+        artifact_dir: str | Path | None = None,
     ) -> None:
-        super().__init__(model, {"pooling": pooling, "max_seconds": max_seconds, "sr": SAMPLE_RATE})
+        settings = {"pooling": pooling, "max_seconds": max_seconds, "sr": SAMPLE_RATE}
+        super().__init__(model, settings, backend=backend, precision=precision)
         self.pooling = pooling
         self.max_seconds = max_seconds
         self._net = load_aisfx_network(model.weights)
         self._mel = torch.from_numpy(mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS))
         self.outputs = {MAIN_OUTPUT: self._net.dim}
+        self._onnx = self._onnx_model(artifact_dir, self._export)
 
     def load(self, raw: Any) -> Loaded:
         samples, notes = read_audio(Path(raw), SAMPLE_RATE, self.max_seconds)
@@ -63,15 +74,22 @@ class AisfxEncoder(Encoder):
         return (torch.log10(mel * 1e4 + 1.0) / SPEC_MAX).T.contiguous().numpy()
 
     def encode_loaded(self, batch: Sequence[Loaded]) -> dict[str, np.ndarray]:
-        blocks = torch.from_numpy(np.concatenate([item.data for item in batch]))
-        with torch.inference_mode():
-            per_window = self._net(blocks)
+        blocks = np.concatenate([item.data for item in batch])
+        if self._onnx is not None:
+            per_window = torch.from_numpy(self._onnx.run({"windows": blocks})[0])
+        else:
+            with torch.inference_mode():
+                per_window = self._net(torch.from_numpy(blocks))
         counts = [len(item.data) for item in batch]
         pooled = [
             chunk.mean(dim=0) if self.pooling == "mean" else chunk.amax(dim=0)
             for chunk in torch.split(per_window, counts)
         ]
         return {MAIN_OUTPUT: torch.stack(pooled).numpy().astype(np.float32)}
+
+    def _export(self, path: Path) -> None:
+        example = torch.zeros(2, WINDOW_FRAMES, N_MELS)
+        export_onnx(self._net, (example,), path, {"windows": {0: "batch"}}, {MAIN_OUTPUT: {0: "batch"}})
 
 
 def read_audio(path: Path, sample_rate: int, max_seconds: float) -> tuple[np.ndarray, list[str]]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from crossrec.encoders.fast import Backend, OnnxModel, Precision, check_path, model_cache_dir, path_settings
 from crossrec.encoders.registry import ResolvedModel
 
 MAIN_OUTPUT = "embedding"
@@ -42,11 +44,21 @@ class Encoder(ABC):
     """A frozen pretrained model over one modality. Subclasses set `modality` and `outputs`."""
 
     modality: ClassVar[str]
+    onnx_precisions: ClassVar[tuple[str, ...]] = ()  # what its ONNX path offers; () when it has none
     outputs: dict[str, int]  # output name -> width; MAIN_OUTPUT is the embedding, others ride along
 
-    def __init__(self, model: ResolvedModel, settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: ResolvedModel,
+        settings: dict[str, Any] | None = None,
+        *,
+        backend: Backend = "torch",
+        precision: Precision = "fp32",
+    ) -> None:
+        check_path(model.spec.name, backend, precision, self.onnx_precisions)
         self.model = model
-        self.settings = dict(settings or {})
+        self.backend, self.precision = backend, precision
+        self.settings = {**(settings or {}), **path_settings(backend, precision)}
 
     @property
     def name(self) -> str:
@@ -62,6 +74,14 @@ class Encoder(ABC):
         exactly when the vectors would change."""
         digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.name}-{self.model.spec.weights_sha256[:16]}-{digest}"
+
+    def _onnx_model(
+        self, artifact_dir: str | Path | None, export: Callable[[Path], None]
+    ) -> OnnxModel | None:
+        """The verified ONNX graph when the backend is onnx (exported by `export` on first use)."""
+        if self.backend != "onnx":
+            return None
+        return OnnxModel(Path(artifact_dir or model_cache_dir()) / self.fingerprint, export)
 
     @abstractmethod
     def load(self, raw: Any) -> Loaded:

