@@ -8,7 +8,7 @@ from crossrec.models import BPRMF, MODELS, ItemKNN, LightGCN, MostPop, build_mod
 
 def test_every_registered_model_builds_with_defaults() -> None:
     expected = {"mostpop": MostPop, "itemknn": ItemKNN, "bpr": BPRMF, "lightgcn": LightGCN}
-    assert expected == MODELS
+    assert expected.items() <= MODELS.items()
     for name, cls in MODELS.items():
         assert type(build_model(name)) is cls
 
@@ -19,7 +19,7 @@ def test_params_reach_the_model() -> None:
 
 
 def test_unknown_name_lists_the_registry() -> None:
-    with pytest.raises(ConfigError, match=r"unknown model 'ngcf'.*mostpop, itemknn, bpr, lightgcn"):
+    with pytest.raises(ConfigError, match=r"unknown model 'ngcf'; choose one of mostpop, itemknn, bpr, lightgcn"):
         build_model("ngcf")
 
 
