@@ -181,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(
         args.out,
         {
-            "command": "python bench/encoders_speed.py "
-            + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": " ".join(
+                ["python bench/encoders_speed.py", *(sys.argv[1:] if argv is None else argv)]
+            ),
             "threads": args.threads,
             "repeats": args.repeats,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
