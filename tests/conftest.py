@@ -14,3 +14,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (expected ../shared/data beside the repository)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _model_artifacts_in_a_temp_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Exported encoder graphs go to a per-session folder, not the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("CROSSREC_MODEL_CACHE")
+    os.environ["CROSSREC_MODEL_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CROSSREC_MODEL_CACHE")
+    else:
+        os.environ["CROSSREC_MODEL_CACHE"] = previous

