@@ -19,7 +19,8 @@ def test_params_reach_the_model() -> None:
 
 
 def test_unknown_name_lists_the_registry() -> None:
-    with pytest.raises(ConfigError, match=r"unknown model 'ngcf'; choose one of mostpop, itemknn, bpr, lightgcn"):
+    expected = r"unknown model 'ngcf'; choose one of mostpop, itemknn, bpr, lightgcn"
+    with pytest.raises(ConfigError, match=expected):
         build_model("ngcf")
 
 
