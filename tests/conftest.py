@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Spinning OpenMP workers slow torch several-fold whenever another process shares the 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -19,8 +23,6 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _model_artifacts_in_a_temp_dir(tmp_path_factory: pytest.TempPathFactory):
     """Exported encoder graphs go to a per-session folder, not the user's ~/.cache."""
-    import os
-
     previous = os.environ.get("CROSSREC_MODEL_CACHE")
     os.environ["CROSSREC_MODEL_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
     yield
