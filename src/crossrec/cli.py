@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from crossrec.errors import CrossrecError
+
+# Spinning OpenMP workers slow torch several-fold when anything else shares the cores; waiting
+# passively costs little on an idle machine. Must be set before torch loads (it loads lazily below).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(highlight=False, width=140)
