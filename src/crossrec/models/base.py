@@ -50,6 +50,11 @@ class Recommender(ABC):
     def score(self, users: np.ndarray) -> torch.Tensor:
         """Scores of `users` (indices) for every item: a float32 tensor (len(users), n_items)."""
 
+    @property
+    def predicts_ratings(self) -> bool:
+        """True when `score` estimates explicit rating values (then RMSE and MAE are meaningful)."""
+        return False
+
     def user_vectors(self) -> np.ndarray | None:
         """User embeddings when `score` is their dot product with `item_vectors`, else None."""
         return None
