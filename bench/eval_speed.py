@@ -38,9 +38,7 @@ def random_lightgcn(n_users: int, n_items: int, dim: int, seed: int) -> LightGCN
     user, item = torch.randn(n_users, dim, generator=gen), torch.randn(n_items, dim, generator=gen)
     model = LightGCN(embedding_dim=dim)
     model.n_users, model.n_items = n_users, n_items
-    model._load_state(
-        {"user_embedding": user, "item_embedding": item, "user_final": user, "item_final": item}
-    )
+    model._load_state({"user_final": user, "item_final": item})
     return model
 
 

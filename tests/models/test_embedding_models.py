@@ -9,18 +9,18 @@ import torch
 from crossrec.data.schema import Split
 from crossrec.eval.ranking import evaluator_for
 from crossrec.models import BPRMF, LightGCN, MostPop, Recommender
-from crossrec.models.trainer import PairwiseModel
+from crossrec.models.trainer import NeuralRecommender
 
 FAST = {"embedding_dim": 32, "lr": 1e-2, "batch_size": 1024}
 
 
-def _models(epochs: int = 30, **extra: object) -> list[PairwiseModel]:
+def _models(epochs: int = 30, **extra: object) -> list[NeuralRecommender]:
     params = {**FAST, "epochs": epochs, **extra}
     return [BPRMF(**params), LightGCN(n_layers=2, **params)]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("model", _models(eval_every=2, patience=4), ids=["bpr", "lightgcn"])
-def test_beats_random_under_early_stopping(model: PairwiseModel, tiktok_slice: Split) -> None:
+def test_beats_random_under_early_stopping(model: NeuralRecommender, tiktok_slice: Split) -> None:
     split = tiktok_slice
     model.fit(split.train, valid=evaluator_for(split.valid, split.train))
     test = evaluator_for(split.test, split.train, split.valid)(model)
@@ -40,7 +40,7 @@ def test_lightgcn_comes_close_to_mostpop_on_a_popularity_heavy_slice(tiktok_slic
 
 
 @pytest.mark.parametrize("cls", [BPRMF, LightGCN])
-def test_same_seed_same_scores(cls: type[PairwiseModel], tiktok_slice: Split) -> None:
+def test_same_seed_same_scores(cls: type[NeuralRecommender], tiktok_slice: Split) -> None:
     users = np.arange(tiktok_slice.n_users)
     torch.set_num_threads(2)  # determinism must hold with threaded kernels too
     runs = [cls(**FAST, epochs=2, seed=5).fit(tiktok_slice.train).score(users) for _ in range(2)]
@@ -99,7 +99,7 @@ def test_lightgcn_cache_follows_parameter_updates(tiktok_slice: Split) -> None:
     before = model.score(users)
     assert model._embeddings()[0] is model._embeddings()[0]  # cached between updates
     with torch.no_grad():
-        model.user_embedding.mul_(2.0)
-        model.item_embedding.mul_(2.0)
+        model.net.user.mul_(2.0)
+        model.net.item.mul_(2.0)
     # Propagation is linear, so fresh scores are 4x the old ones; stale ones would be equal.
     torch.testing.assert_close(model.score(users), 4 * before)

@@ -1,11 +1,12 @@
-"""BPR matrix factorisation (Rendle et al. 2009): score = user vector . item vector."""
+"""Matrix factorisation (Rendle et al. 2009): score = user vector . item vector."""
 
 from __future__ import annotations
 
-from crossrec.models.trainer import PairwiseModel
+from crossrec.models.trainer import NeuralRecommender
 
 
-class BPRMF(PairwiseModel):
-    """The collaborative floor of the embedding zoo: ego embeddings are the final ones."""
+class BPRMF(NeuralRecommender):
+    """The collaborative floor of the embedding zoo: ego embeddings are the final ones. Trained with
+    BPR by default; `loss="mse"` makes it the classic explicit-rating factorisation."""
 
     name = "BPRMF"

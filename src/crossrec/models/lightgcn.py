@@ -3,20 +3,26 @@ non-linearities; the final embedding is the mean of the layer embeddings."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numpy as np
 import torch
 
 from crossrec.data.schema import Interactions
 from crossrec.models.graph import normalized_adjacency, propagate, to_torch_csr
-from crossrec.models.trainer import PairwiseModel
+from crossrec.models.trainer import IdTables, NeuralRecommender, trainer_params
 
 
-class LightGCN(PairwiseModel):
+class LightGCN(NeuralRecommender):
     name = "LightGCN"
 
     def __init__(
         self,
         embedding_dim: int = 64,
         n_layers: int = 3,
+        loss: str = "bpr",
+        n_negatives: int = 1,
+        temperature: float = 1.0,
         lr: float = 1e-3,
         reg_weight: float = 1e-4,
         batch_size: int = 2048,
@@ -26,37 +32,20 @@ class LightGCN(PairwiseModel):
         seed: int = 0,
         quiet: bool = True,
     ) -> None:
-        super().__init__(
-            embedding_dim=embedding_dim,
-            lr=lr,
-            reg_weight=reg_weight,
-            batch_size=batch_size,
-            epochs=epochs,
-            patience=patience,
-            eval_every=eval_every,
-            seed=seed,
-            quiet=quiet,
-        )
+        super().__init__(**trainer_params(locals()))
         if n_layers < 0:
             raise ValueError(f"n_layers must be >= 0, got {n_layers}")
         self.n_layers = n_layers
         self._adj: torch.Tensor | None = None
 
-    def _prepare(self, train: Interactions) -> None:
+    def _build(
+        self, train: Interactions, item_features: Mapping[str, np.ndarray], gen: torch.Generator
+    ) -> torch.nn.Module:
         self._adj = to_torch_csr(normalized_adjacency(train))
+        return IdTables(train.n_users, train.n_items, self.embedding_dim, gen)
 
     def _propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._adj is None:
-            raise RuntimeError("LightGCN has no graph: fit it (a loaded model scores from its saved state)")
-        ego = torch.cat([self.user_embedding, self.item_embedding])
-        final = propagate(self._adj, ego, self.n_layers)
+        assert self._adj is not None
+        ids = self._ids()
+        final = propagate(self._adj, torch.cat([ids.user, ids.item]), self.n_layers)
         return final[: self.n_users], final[self.n_users :]
-
-    def _state(self) -> dict[str, torch.Tensor]:
-        """Ego tables and the propagated embeddings, so a loaded model scores without the graph."""
-        user, item = self._embeddings()
-        return {**super()._state(), "user_final": user, "item_final": item}
-
-    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
-        super()._load_state(state)
-        self._cache = (self._versions(), state["user_final"].clone(), state["item_final"].clone())

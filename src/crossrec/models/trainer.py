@@ -1,37 +1,58 @@
-"""The pairwise (BPR) trainer shared by embedding models, and the base class of the models it trains.
+"""The one training loop for every embedding model, and the base class of the models it trains.
 
-One loop for every model keeps the protocol identical across the zoo: the same negative sampler,
-the same seeding, the same early stopping on the validator's metric, the same restored best epoch.
+One loop for the whole zoo keeps the protocol identical across models: the same negative sampler,
+the same seeding, the same selectable loss, the same early stopping on the validator's metric and
+the same restored best epoch. A model only says how it builds its network from the training data
+(`_build`) and how the network turns into final user and item embeddings (`_propagate`).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Self
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from crossrec.data.schema import Interactions
 from crossrec.models.base import EmbeddingRecommender, Validator
+from crossrec.models.losses import LOSSES, mse_loss, ranking_loss
 from crossrec.models.sampling import NegativeSampler
 
 
-class PairwiseModel(EmbeddingRecommender):
-    """User and item embedding tables trained with the BPR loss by `train_pairwise`.
+class IdTables(torch.nn.Module):
+    """Free user and item embedding tables (Xavier-uniform, as MMRec initialises its models)."""
 
-    Subclasses change `_propagate` (how ego embeddings become final ones) and `_prepare` (what they
-    precompute from the training data). Final embeddings are cached for scoring and recomputed
-    whenever a parameter's version counter moves, i.e. after every optimiser step or restore.
+    def __init__(self, n_users: int, n_items: int, dim: int, gen: torch.Generator) -> None:
+        super().__init__()
+        self.user = torch.nn.Parameter(_xavier(n_users, dim, gen))
+        self.item = torch.nn.Parameter(_xavier(n_items, dim, gen))
+
+
+def _xavier(rows: int, dim: int, gen: torch.Generator) -> torch.Tensor:
+    table = torch.empty(rows, dim)
+    torch.nn.init.xavier_uniform_(table, generator=gen)
+    return table
+
+
+class NeuralRecommender(EmbeddingRecommender):
+    """A torch network trained by `train_model`; scores are dot products of its final embeddings.
+
+    Final embeddings are cached for scoring and recomputed whenever a parameter's version counter
+    moves, i.e. after every optimiser step or restore. A saved model keeps only its final
+    embeddings: it scores and serves, and is refitted (not resumed) to train further.
     """
 
     def __init__(
         self,
         embedding_dim: int = 64,
+        loss: str = "bpr",
+        n_negatives: int = 1,
+        temperature: float = 1.0,
         lr: float = 1e-3,
         reg_weight: float = 1e-4,
         batch_size: int = 2048,
@@ -44,6 +65,7 @@ class PairwiseModel(EmbeddingRecommender):
         super().__init__()
         for name, value in (
             ("embedding_dim", embedding_dim),
+            ("n_negatives", n_negatives),
             ("batch_size", batch_size),
             ("epochs", epochs),
             ("patience", patience),
@@ -51,9 +73,17 @@ class PairwiseModel(EmbeddingRecommender):
         ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if lr <= 0 or reg_weight < 0:
-            raise ValueError(f"lr must be > 0 and reg_weight >= 0, got lr={lr}, reg_weight={reg_weight}")
+        if lr <= 0 or reg_weight < 0 or temperature <= 0:
+            raise ValueError(
+                f"lr and temperature must be > 0 and reg_weight >= 0, got lr={lr}, "
+                f"temperature={temperature}, reg_weight={reg_weight}"
+            )
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
         self.embedding_dim = embedding_dim
+        self.loss = loss
+        self.n_negatives = n_negatives
+        self.temperature = temperature
         self.lr = lr
         self.reg_weight = reg_weight
         self.batch_size = batch_size
@@ -63,9 +93,12 @@ class PairwiseModel(EmbeddingRecommender):
         self.seed = seed
         self.quiet = quiet
         self.best_epoch: int | None = None
-        self.user_embedding = torch.nn.Parameter(torch.zeros(0, embedding_dim))
-        self.item_embedding = torch.nn.Parameter(torch.zeros(0, embedding_dim))
-        self._cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
+        self.net: torch.nn.Module | None = None
+        self._cache: tuple[tuple[int, ...] | None, torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def predicts_ratings(self) -> bool:
+        return self.loss == "mse"
 
     def fit(
         self,
@@ -75,78 +108,127 @@ class PairwiseModel(EmbeddingRecommender):
     ) -> Self:
         self.n_users, self.n_items = train.n_users, train.n_items
         gen = torch.Generator().manual_seed(self.seed)
-        self.user_embedding = torch.nn.Parameter(self._init_table(self.n_users, gen))
-        self.item_embedding = torch.nn.Parameter(self._init_table(self.n_items, gen))
+        # Layers such as nn.Linear draw from the global generator: seed it, then give it back.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.net = self._build(train, item_features or {}, gen)
         self._cache = None
-        self._prepare(train)
-        train_pairwise(self, train, valid)
+        train_model(self, train, valid)
         return self
 
-    def _init_table(self, rows: int, gen: torch.Generator) -> torch.Tensor:
-        """Xavier-uniform, as MMRec initialises BPR and LightGCN."""
-        table = torch.empty(rows, self.embedding_dim)
-        torch.nn.init.xavier_uniform_(table, generator=gen)
-        return table
-
-    def _prepare(self, train: Interactions) -> None:
-        """Precompute what `_propagate` needs from the training data."""
+    # -- what a model defines ------------------------------------------------------------------
+    def _build(
+        self, train: Interactions, item_features: Mapping[str, np.ndarray], gen: torch.Generator
+    ) -> torch.nn.Module:
+        """The trainable network; the default is plain id tables (matrix factorisation)."""
+        return IdTables(train.n_users, train.n_items, self.embedding_dim, gen)
 
     def _propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final (user, item) embeddings as a differentiable function of the ego tables."""
-        return self.user_embedding, self.item_embedding
+        """Final (user, item) embeddings as a differentiable function of the network."""
+        ids = self._ids()
+        return ids.user, ids.item
+
+    def _on_epoch_start(self, rng: np.random.Generator) -> None:
+        """Per-epoch randomness outside the batches (e.g. graph edge dropout)."""
+
+    def _auxiliary_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, user_all: torch.Tensor,
+        item_all: torch.Tensor,
+    ) -> torch.Tensor | float:
+        """Extra objective terms (e.g. a modality's own ranking loss); none by default."""
+        return 0.0
+
+    # -- shared machinery ----------------------------------------------------------------------
+    def _ids(self) -> IdTables:
+        net = self._network()
+        ids = net if isinstance(net, IdTables) else getattr(net, "ids", None)
+        if not isinstance(ids, IdTables):
+            raise TypeError(f"{type(self).__name__} has no id tables; override _propagate")
+        return ids
+
+    def _network(self) -> torch.nn.Module:
+        if self.net is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted (a loaded model only scores)")
+        return self.net
 
     def parameters(self) -> list[torch.nn.Parameter]:
-        return [self.user_embedding, self.item_embedding]
+        return list(self._network().parameters())
 
-    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """BPR loss plus reg_weight * (||e_u||^2 + ||e_i||^2 + ||e_j||^2) / 2 per triple, on ego
+    def batch_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, values: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The selected loss on final embeddings plus reg_weight x the L2 of the batch's ego
         embeddings (He et al. 2020, eq. 15), so the penalty does not grow with propagation depth."""
         # index_select, not tensor[idx]: its CPU backward is deterministic, advanced indexing's is not.
         user_all, item_all = self._propagate()
-        u, p, n = (t.index_select(0, i) for t, i in ((user_all, users), (item_all, pos), (item_all, neg)))
-        bpr = -F.logsigmoid((u * p).sum(1) - (u * n).sum(1)).mean()
-        reg = (
-            self.user_embedding.index_select(0, users).pow(2).sum()
-            + self.item_embedding.index_select(0, pos).pow(2).sum()
-            + self.item_embedding.index_select(0, neg).pow(2).sum()
-        ) / (2 * len(users))
-        return bpr + self.reg_weight * reg
+        u, p = user_all.index_select(0, users), item_all.index_select(0, pos)
+        if self.loss == "mse":
+            if values is None:
+                raise ValueError("the mse loss needs rating values")
+            main = mse_loss(u, p, values)
+        else:
+            n = item_all.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
+            main = ranking_loss(self.loss, u, p, n, self.temperature)
+        reg = self._regulariser(users, pos, neg)
+        return main + self.reg_weight * reg + self._auxiliary_loss(users, pos, neg, user_all, item_all)
 
-    def _versions(self) -> tuple[int, int]:
-        return (self.user_embedding._version, self.item_embedding._version)
+    def _regulariser(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        ids = self._ids()
+        reg = ids.user.index_select(0, users).pow(2).sum() + ids.item.index_select(0, pos).pow(2).sum()
+        if self.loss != "mse":
+            reg = reg + ids.item.index_select(0, neg.reshape(-1)).pow(2).sum() / neg.shape[1]
+        return reg / (2 * len(users))
+
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self.parameters())
 
     def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.net is None:
+            if self._cache is None:
+                raise RuntimeError(f"{type(self).__name__} is not fitted")
+            return self._cache[1], self._cache[2]
         if self._cache is None or self._cache[0] != self._versions():
             with torch.no_grad():
+                self._network().eval()
                 user, item = self._propagate()
+                self._network().train()
             self._cache = (self._versions(), user.detach(), item.detach())
         return self._cache[1], self._cache[2]
 
     def _state(self) -> dict[str, torch.Tensor]:
-        return {
-            "user_embedding": self.user_embedding.detach(),
-            "item_embedding": self.item_embedding.detach(),
-        }
+        user, item = self._embeddings()
+        return {"user_final": user, "item_final": item}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.user_embedding = torch.nn.Parameter(state["user_embedding"].clone())
-        self.item_embedding = torch.nn.Parameter(state["item_embedding"].clone())
-        self._cache = None
+        self.net = None
+        self._cache = (None, state["user_final"].clone(), state["item_final"].clone())
 
 
-def train_pairwise(model: PairwiseModel, train: Interactions, valid: Validator | None = None) -> None:
-    """Adam on shuffled mini-batches of (user, positive, sampled negative) triples.
+def trainer_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The `NeuralRecommender` arguments among a subclass's `locals()`: subclasses list every
+    parameter explicitly (scikit-learn style) and pass the shared ones up with this."""
+    names = inspect.signature(NeuralRecommender.__init__).parameters
+    return {k: v for k, v in values.items() if k in names and k != "self"}
+
+
+def train_model(model: NeuralRecommender, train: Interactions, valid: Validator | None = None) -> None:
+    """Adam on shuffled mini-batches of (user, positive, sampled negatives) or (user, item, rating).
 
     With a validator, it evaluates every `eval_every` epochs, stops after `patience` evaluations
     without a better `valid.monitor`, and restores the best epoch's parameters; without one it runs
     all `epochs` and keeps the last. `model.history` gets one dict per epoch.
     """
     rng = np.random.default_rng(model.seed)
-    sampler = NegativeSampler(train)
-    pairs = train.to_csr(binary=True).tocoo()
-    if pairs.nnz == 0:
+    if model.loss == "mse":
+        users, items = train.user.astype(np.int64), train.item.astype(np.int64)
+        values: np.ndarray | None = train.value.astype(np.float32)
+        sampler = None
+    else:
+        pairs = train.to_csr(binary=True).tocoo()
+        users, items, values = pairs.row.astype(np.int64), pairs.col.astype(np.int64), None
+        sampler = NegativeSampler(train)
+    if len(users) == 0:
         raise ValueError("cannot train on an empty interaction set")
-    users, items = pairs.row.astype(np.int64), pairs.col.astype(np.int64)
     optimizer = torch.optim.Adam(model.parameters(), lr=model.lr)
     model.history = []
     model.best_epoch = None
@@ -155,7 +237,8 @@ def train_pairwise(model: PairwiseModel, train: Interactions, valid: Validator |
     with _progress(model, monitor) as show:
         for epoch in range(1, model.epochs + 1):
             start = time.perf_counter()
-            loss = _train_epoch(model, optimizer, users, items, sampler, rng)
+            model._on_epoch_start(rng)
+            loss = _train_epoch(model, optimizer, users, items, values, sampler, rng)
             record: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - start}
             if not math.isfinite(loss):
                 raise FloatingPointError(f"{type(model).__name__} loss diverged at epoch {epoch}; lower lr")
@@ -182,22 +265,29 @@ def train_pairwise(model: PairwiseModel, train: Interactions, valid: Validator |
 
 
 def _train_epoch(
-    model: PairwiseModel,
+    model: NeuralRecommender,
     optimizer: torch.optim.Optimizer,
     users: np.ndarray,
     items: np.ndarray,
-    sampler: NegativeSampler,
+    values: np.ndarray | None,
+    sampler: NegativeSampler | None,
     rng: np.random.Generator,
 ) -> float:
     """One pass over every training pair in a fresh random order; returns the mean loss."""
     order = rng.permutation(len(users))
     batch_users = torch.from_numpy(users[order])
     batch_pos = torch.from_numpy(items[order])
-    batch_neg = torch.from_numpy(sampler.sample(users[order], rng))
+    batch_values = None if values is None else torch.from_numpy(values[order])
+    if sampler is None:
+        batch_neg = torch.zeros((len(order), 0), dtype=torch.long)
+    else:
+        drawn = sampler.sample(np.repeat(users[order], model.n_negatives), rng)
+        batch_neg = torch.from_numpy(drawn.reshape(len(order), model.n_negatives))
     total = 0.0
     for lo in range(0, len(order), model.batch_size):
         hi = lo + model.batch_size
-        loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], batch_neg[lo:hi])
+        vals = None if batch_values is None else batch_values[lo:hi]
+        loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], batch_neg[lo:hi], vals)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -206,7 +296,9 @@ def _train_epoch(
 
 
 @contextmanager
-def _progress(model: PairwiseModel, monitor: str | None) -> Iterator[Callable[[dict[str, Any], float], None]]:
+def _progress(
+    model: NeuralRecommender, monitor: str | None
+) -> Iterator[Callable[[dict[str, Any], float], None]]:
     """A rich progress bar over epochs, or a no-op when the model is quiet."""
     if model.quiet:
         yield lambda record, best: None
