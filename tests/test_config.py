@@ -50,3 +50,50 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def _searched(search, params=None):
+    return {"models": [{"name": "itemknn", "params": params or {}, "search": search}]}
+
+
+def test_search_spaces_and_tune_section_load():
+    cfg = load_config(
+        _searched(
+            {
+                "k": {"type": "int", "low": 5, "high": 200, "log": True},
+                "shrinkage": {"type": "categorical", "choices": [0.0, 10.0]},
+            }
+        ),
+        ["tune.trials=4", "eval.valid_on=cold"],
+    )
+    assert cfg.models[0].search["k"].log and cfg.models[0].search["k"].high == 200
+    assert cfg.models[0].search["shrinkage"].choices == [0.0, 10.0]
+    assert (cfg.tune.trials, cfg.tune.seed, cfg.tune.timeout_s) == (4, 0, None)
+    assert cfg.eval.valid_on == "cold"
+    assert Config().seeds == [0] and Config().models[0].baseline is False
+    assert load_config(cfg.model_dump(mode="json")) == cfg  # the resolved config round-trips
+
+
+@pytest.mark.parametrize(
+    ("search", "params", "message"),
+    [
+        ({"kk": {"type": "int", "low": 1, "high": 9}}, None, "no parameter.*kk.*valid: k, shrinkage"),
+        ({"k": {"type": "int", "low": 9, "high": 9}}, None, r"low \(9\) must be below high"),
+        ({"shrinkage": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}, None, "low > 0"),
+        ({"shrinkage": {"type": "categorical", "choices": []}}, None, "choices"),
+        ({"k": {"type": "range", "low": 1, "high": 9}}, None, "models.0.search.k"),
+        ({"k": {"type": "int", "low": 1}}, None, "high"),
+        ({"k": {"type": "int", "low": 1, "high": 9}}, {"k": 3}, "both fixed in params and searched"),
+    ],
+)
+def test_bad_search_spaces_are_named(search, params, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_searched(search, params))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"), [(["tune.trials=0"], "tune.trials"), (["eval.valid_on=new"], "eval.valid_on")]
+)
+def test_bad_tune_and_eval_settings(overrides, field):
+    with pytest.raises(ConfigError, match=field):
+        load_config({}, overrides)

@@ -8,10 +8,10 @@ every run, so a run can be repeated from its own folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crossrec.encoders.build import EncodersConfig
 from crossrec.errors import ConfigError
@@ -40,6 +40,9 @@ class EvalConfig(_Strict):
     monitor: str = "recall@20"
     batch_size: int = 2048
     diversity_features: str | None = None
+    # Which validation interactions select epochs, hyper-parameters and models: a cold-start model
+    # is chosen on the cold items held out for validation (cold_item splits only).
+    valid_on: Literal["all", "warm", "cold"] = "all"
 
     @field_validator("ks")
     @classmethod
@@ -49,14 +52,79 @@ class EvalConfig(_Strict):
         return sorted(set(ks))
 
 
+class _RangeSpec(_Strict):
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        low, high = self.low, self.high  # type: ignore[attr-defined]
+        if not low < high:
+            raise ValueError(f"low ({low}) must be below high ({high})")
+        if self.log and low <= 0:
+            raise ValueError(f"a log-scale range needs low > 0, got {low}")
+        return self
+
+
+class FloatSpec(_RangeSpec):
+    type: Literal["float"]
+    low: float
+    high: float
+
+
+class IntSpec(_RangeSpec):
+    type: Literal["int"]
+    low: int
+    high: int
+
+
+class CategoricalSpec(_Strict):
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+
+
+ParamSpec = Annotated[FloatSpec | IntSpec | CategoricalSpec, Field(discriminator="type")]
+
+
 class ModelConfig(_Strict):
     name: str
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, ParamSpec] = Field(default_factory=dict)  # tuned on validation, see `tune`
+    baseline: bool = False  # the significance test compares the best model with the best baseline
+
+    @model_validator(mode="after")
+    def _searchable(self) -> Self:
+        """Name a typo in the search space at load time, not after minutes of training."""
+        if not self.search:
+            return self
+        from crossrec.models import model_params
+
+        try:
+            known = model_params(self.name)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        unknown = sorted(set(self.search) - set(known))
+        if unknown:
+            raise ValueError(
+                f"model '{self.name}' has no parameter(s) {', '.join(unknown)} to search; "
+                f"valid: {', '.join(known) or '(none)'}"
+            )
+        both = sorted(set(self.search) & set(self.params))
+        if both:
+            raise ValueError(f"{', '.join(both)} both fixed in params and searched: keep one")
+        return self
 
     @property
     def display_name(self) -> str:
         return self.label or self.name
+
+
+class TuneConfig(_Strict):
+    """The Optuna search run for every model with a `search` space (validation split only)."""
+
+    trials: int = Field(20, ge=1)  # the budget per model
+    seed: int = 0
+    timeout_s: float | None = Field(None, gt=0)  # per model; stops early, keeping finished trials
 
 
 class ReportConfig(_Strict):
@@ -83,6 +151,7 @@ class Config(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="mostpop")])
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @property
