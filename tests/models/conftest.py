@@ -30,7 +30,19 @@ def _slice(matrix: sp.spmatrix, users: np.ndarray, items: np.ndarray) -> Interac
 
 
 @pytest.fixture(scope="session")
-def tiktok_slice() -> Split:
+def tiktok_slice(_tiktok: tuple[Split, np.ndarray]) -> Split:
+    return _tiktok[0]
+
+
+@pytest.fixture(scope="session")
+def tiktok_features(_tiktok: tuple[Split, np.ndarray]) -> dict[str, np.ndarray]:
+    """The image and audio features of the slice's items (rows follow the slice's item order)."""
+    items = _tiktok[1]
+    return {m: np.load(TIKTOK / f"{m}_feat.npy")[items].astype(np.float32) for m in ("image", "audio")}
+
+
+@pytest.fixture(scope="session")
+def _tiktok() -> tuple[Split, np.ndarray]:
     """1,500 random TikTok users (a fixed draw) and the items they met in training, with their
     shipped valid / test rows: the real sparsity and popularity skew at a size that trains in seconds."""
     if not (TIKTOK / "trnMat.pkl").exists():
@@ -43,4 +55,4 @@ def tiktok_slice() -> Split:
     users = np.sort(rng.choice(mats["train"].shape[0], size=1500, replace=False))
     items = np.flatnonzero(np.asarray(mats["train"][users].sum(axis=0)).ravel() > 0)
     parts = {part: _slice(mat, users, items) for part, mat in mats.items()}
-    return Split(**parts, name="tiktok-slice")
+    return Split(**parts, name="tiktok-slice"), items

@@ -6,12 +6,17 @@ import inspect
 from typing import Any
 
 from crossrec.errors import ConfigError
+from crossrec.models.alpharec import AlphaRec
 from crossrec.models.base import EmbeddingRecommender, Recommender, Validator
+from crossrec.models.bm3 import BM3
 from crossrec.models.bpr import BPRMF
 from crossrec.models.content import ContentKNN
+from crossrec.models.freedom import FREEDOM
 from crossrec.models.itemknn import ItemKNN
 from crossrec.models.lightgcn import LightGCN
 from crossrec.models.mostpop import MostPop
+from crossrec.models.trainer import NeuralRecommender
+from crossrec.models.vbpr import VBPR
 
 MODELS: dict[str, type[Recommender]] = {
     "mostpop": MostPop,
@@ -19,6 +24,10 @@ MODELS: dict[str, type[Recommender]] = {
     "bpr": BPRMF,
     "lightgcn": LightGCN,
     "contentknn": ContentKNN,
+    "vbpr": VBPR,
+    "freedom": FREEDOM,
+    "bm3": BM3,
+    "alpharec": AlphaRec,
 }
 
 
@@ -52,7 +61,12 @@ def _model_class(name: str) -> type[Recommender]:
 
 
 __all__ = [
+    "BM3",
     "BPRMF",
+    "FREEDOM",
+    "VBPR",
+    "AlphaRec",
+    "NeuralRecommender",
     "MODELS",
     "ContentKNN",
     "EmbeddingRecommender",

@@ -11,12 +11,17 @@ import torch
 from crossrec.data.schema import Interactions
 
 
-def normalized_adjacency(train: Interactions) -> sp.csr_matrix:
+def normalized_adjacency(train: Interactions | sp.spmatrix) -> sp.csr_matrix:
     """D^-1/2 A D^-1/2 of A = [[0, R], [R^T, 0]] over users then items (He et al. 2020, eq. 7).
 
-    Nodes without edges keep an all-zero row instead of a division by zero."""
-    r = train.to_csr(binary=True)
-    adj = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
+    `train` is the interactions or their binary user x item matrix R."""
+    r = train.to_csr(binary=True) if isinstance(train, Interactions) else sp.csr_matrix(train)
+    return symmetric_normalize(sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32))
+
+
+def symmetric_normalize(adj: sp.spmatrix) -> sp.csr_matrix:
+    """D^-1/2 A D^-1/2 of a symmetric A; nodes without edges keep an all-zero row, not a NaN."""
+    adj = sp.csr_matrix(adj, dtype=np.float32)
     deg = np.asarray(adj.sum(axis=1)).ravel()
     inv_sqrt = np.zeros_like(deg)
     np.power(deg, -0.5, out=inv_sqrt, where=deg > 0)
@@ -24,6 +29,48 @@ def normalized_adjacency(train: Interactions) -> sp.csr_matrix:
     out = (d @ adj @ d).tocsr()
     out.sort_indices()
     return out
+
+
+def knn_graph(features: torch.Tensor, k: int, chunk_size: int = 2048) -> sp.csr_matrix:
+    """The symmetrised, normalised top-k cosine graph of the rows of `features` (FREEDOM's frozen
+    item-item graph). Built chunk by chunk, so memory is chunk x n, never n x n; an item is its own
+    nearest neighbour, and rows without content (all zero) get no edges."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    x = torch.nn.functional.normalize(features.float(), dim=1)
+    n, k = x.shape[0], min(k, x.shape[0])
+    has = x.abs().sum(1) > 0
+    rows, cols = [], []
+    for lo in range(0, n, chunk_size):
+        sims = x[lo : lo + chunk_size] @ x.T
+        sims[:, ~has] = -torch.inf
+        top = sims.topk(k, dim=1).indices
+        keep = has[lo : lo + chunk_size].unsqueeze(1).expand_as(top)
+        rows.append((torch.arange(lo, lo + len(top)).unsqueeze(1).expand_as(top))[keep])
+        cols.append(top[keep])
+    r, c = torch.cat(rows).numpy(), torch.cat(cols).numpy()
+    adj = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
+    return symmetric_normalize(adj.maximum(adj.T))
+
+
+def degree_sensitive_prune(r: sp.csr_matrix, keep: float, rng: np.random.Generator) -> sp.csr_matrix:
+    """A `keep` share of the user-item edges, drawn without replacement with probability
+    proportional to 1 / sqrt(d_u d_i) (FREEDOM's denoising): edges between hubs go first."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    coo = r.tocoo()
+    if keep == 1:
+        return sp.csr_matrix(coo)
+    du = np.asarray(r.sum(axis=1)).ravel()[coo.row]
+    di = np.asarray(r.sum(axis=0)).ravel()[coo.col]
+    log_p = -0.5 * (np.log(du) + np.log(di))
+    # Gumbel top-k draws a weighted sample without replacement in one vectorised pass.
+    keys = log_p - np.log(-np.log(rng.random(len(log_p))))
+    n_keep = max(1, int(round(keep * len(keys))))
+    chosen = np.argpartition(-keys, n_keep - 1)[:n_keep]
+    return sp.csr_matrix(
+        (np.ones(n_keep, dtype=np.float32), (coo.row[chosen], coo.col[chosen])), shape=r.shape
+    )
 
 
 def to_torch_csr(mat: sp.csr_matrix) -> torch.Tensor:
@@ -61,3 +108,10 @@ def propagate(adj: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torch.Tens
         layer = _SymmetricSpMM.apply(adj, layer)
         total = total + layer
     return total / (n_layers + 1)
+
+
+def power_propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """A^K x for a symmetric sparse A (FREEDOM's item-item smoothing keeps only the last layer)."""
+    for _ in range(n_layers):
+        x = _SymmetricSpMM.apply(adj, x)
+    return x

@@ -27,9 +27,11 @@ from crossrec.models.sampling import NegativeSampler
 class IdTables(torch.nn.Module):
     """Free user and item embedding tables (Xavier-uniform, as MMRec initialises its models)."""
 
-    def __init__(self, n_users: int, n_items: int, dim: int, gen: torch.Generator) -> None:
+    def __init__(
+        self, n_users: int, n_items: int, dim: int, gen: torch.Generator, user_dim: int | None = None
+    ) -> None:
         super().__init__()
-        self.user = torch.nn.Parameter(_xavier(n_users, dim, gen))
+        self.user = torch.nn.Parameter(_xavier(n_users, user_dim or dim, gen))
         self.item = torch.nn.Parameter(_xavier(n_items, dim, gen))
 
 

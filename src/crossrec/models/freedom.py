@@ -1,0 +1,138 @@
+"""A FREEDOM-like model (Zhou & Shen 2023): frozen modality kNN item graphs beside the interaction graph.
+
+Item ids are smoothed twice: over the user-item graph (LightGCN, with degree-sensitive edge pruning
+while training) and over item-item kNN graphs built once from each modality's frozen features. The
+item-item part is what reaches cold items: an item nobody has consumed still inherits the embeddings
+of its content neighbours. Each modality also gets a projection trained with its own ranking loss,
+which shapes the id space by content.
+
+The modality graphs are fused by `fusion`: `mean` sums the normalised graphs into one (FREEDOM's
+own choice, one sparse product per layer); `concat`, `weighted` and `gated` propagate over each
+graph separately and combine the results with `ModalityFusion`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from crossrec.data.schema import Interactions
+from crossrec.models.fusion import FUSIONS, ModalityFusion, select_features
+from crossrec.models.graph import (
+    degree_sensitive_prune,
+    knn_graph,
+    normalized_adjacency,
+    power_propagate,
+    propagate,
+    to_torch_csr,
+)
+from crossrec.models.losses import bpr_loss
+from crossrec.models.trainer import IdTables, NeuralRecommender, trainer_params
+
+
+class FREEDOM(NeuralRecommender):
+    name = "FREEDOM"
+
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        n_layers: int = 2,
+        n_item_layers: int = 1,
+        knn_k: int = 10,
+        edge_keep: float = 0.2,
+        modalities: Sequence[str] | None = None,
+        fusion: str = "mean",
+        modality_loss_weight: float = 1e-3,
+        loss: str = "bpr",
+        n_negatives: int = 1,
+        temperature: float = 1.0,
+        lr: float = 1e-3,
+        reg_weight: float = 0.0,
+        batch_size: int = 2048,
+        epochs: int = 100,
+        patience: int = 10,
+        eval_every: int = 1,
+        seed: int = 0,
+        quiet: bool = True,
+    ) -> None:
+        super().__init__(**trainer_params(locals()))
+        if fusion not in ("mean", *FUSIONS):
+            raise ValueError(f"unknown fusion '{fusion}'; choose one of mean, {', '.join(FUSIONS)}")
+        if n_layers < 0 or n_item_layers < 1 or knn_k < 1 or modality_loss_weight < 0:
+            raise ValueError("n_layers >= 0, n_item_layers >= 1, knn_k >= 1, modality_loss_weight >= 0")
+        if not 0 < edge_keep <= 1:
+            raise ValueError(f"edge_keep must be in (0, 1], got {edge_keep}")
+        self.n_layers = n_layers
+        self.n_item_layers = n_item_layers
+        self.knn_k = knn_k
+        self.edge_keep = edge_keep
+        self.modalities = None if modalities is None else list(modalities)
+        self.fusion = fusion
+        self.modality_loss_weight = modality_loss_weight
+        self._r: sp.csr_matrix | None = None
+        self._adj: torch.Tensor | None = None
+        self._train_adj: torch.Tensor | None = None
+        self._item_graphs: list[torch.Tensor] = []
+
+    def _build(
+        self, train: Interactions, item_features: Mapping[str, np.ndarray], gen: torch.Generator
+    ) -> torch.nn.Module:
+        features = select_features(item_features, self.modalities, train.n_items, self.name)
+        self._r = train.to_csr(binary=True)
+        self._adj = to_torch_csr(normalized_adjacency(self._r))
+        self._train_adj = self._adj
+        graphs = [knn_graph(f, self.knn_k) for f in features.values()]
+        if self.fusion == "mean":
+            graphs = [sum(graphs[1:], graphs[0]) / len(graphs)]
+        self._item_graphs = [to_torch_csr(g) for g in graphs]
+        d = self.embedding_dim
+        modules: dict[str, torch.nn.Module] = {
+            "ids": IdTables(train.n_users, train.n_items, d, gen),
+            "projections": torch.nn.ModuleList([torch.nn.Linear(f.shape[1], d) for f in features.values()]),
+        }
+        if self.fusion != "mean":
+            modules["fusion"] = ModalityFusion(len(graphs), d, self.fusion)
+        net = torch.nn.ModuleDict(modules)
+        for i, f in enumerate(features.values()):
+            net.register_buffer(f"feature_{i}", f)
+        return net
+
+    def _on_epoch_start(self, rng: np.random.Generator) -> None:
+        assert self._r is not None
+        if self.edge_keep < 1:
+            pruned = degree_sensitive_prune(self._r, self.edge_keep, rng)
+            self._train_adj = to_torch_csr(normalized_adjacency(pruned))
+
+    def _item_side(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """Item id embeddings propagated over each modality graph, then fused."""
+        parts = [power_propagate(graph, item_ids, self.n_item_layers) for graph in self._item_graphs]
+        net = self._network()
+        return parts[0] if self.fusion == "mean" else net["fusion"](parts)
+
+    def _propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self._ids()
+        adj = self._train_adj if self._network().training else self._adj
+        assert adj is not None
+        final = propagate(adj, torch.cat([ids.user, ids.item]), self.n_layers)
+        users, items = final[: self.n_users], final[self.n_users :]
+        return users, items + self._item_side(ids.item)
+
+    def _auxiliary_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, user_all: torch.Tensor,
+        item_all: torch.Tensor,
+    ) -> torch.Tensor | float:
+        """Each modality's projected features ranked for the batch's users (FREEDOM's mf_v/mf_t)."""
+        if self.modality_loss_weight == 0 or self.loss == "mse":
+            return 0.0
+        net = self._network()
+        u = user_all.index_select(0, users)
+        total = torch.zeros(())
+        for i, proj in enumerate(net["projections"]):
+            feats = getattr(net, f"feature_{i}")
+            p = proj(feats.index_select(0, pos))
+            n = proj(feats.index_select(0, neg.reshape(-1))).view(*neg.shape, -1)
+            total = total + bpr_loss(u, p, n)
+        return self.modality_loss_weight * total

@@ -1,0 +1,130 @@
+"""Modality fusion: any number of item modalities (text, image, audio, ...) into one representation.
+
+The method is a model parameter, so a config switches it without code:
+- `concat`: the modalities side by side, mixed by one learned linear map;
+- `weighted`: a learned softmax-weighted sum, one weight per modality (readable after training);
+- `gated`: attention per item, so an item with a telling poster but a bland plot leans on the poster;
+  modalities an item lacks (an all-zero row) get no attention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from crossrec.errors import ConfigError
+
+FUSIONS: tuple[str, ...] = ("concat", "weighted", "gated")
+
+
+def check_fusion(fusion: str) -> None:
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion '{fusion}'; choose one of {', '.join(FUSIONS)}")
+
+
+def select_features(
+    item_features: Mapping[str, np.ndarray], modalities: Sequence[str] | None, n_items: int, model: str
+) -> dict[str, torch.Tensor]:
+    """The chosen feature matrices as L2-normalised float32 tensors (rows of missing content stay 0).
+
+    `modalities=None` takes every feature the run has; a model needing content fails here, naming
+    what exists, rather than silently training on ids alone."""
+    names = list(item_features) if modalities is None else list(modalities)
+    missing = [m for m in names if m not in item_features]
+    if missing or not names:
+        known = ", ".join(sorted(item_features)) or "none (add an `encode` section or a dataset with features)"
+        wanted = ", ".join(missing) if missing else "at least one modality"
+        raise ConfigError(f"{model} needs item features {wanted}; the run has: {known}")
+    out = {}
+    for name in names:
+        matrix = np.asarray(item_features[name], dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] != n_items:
+            raise ConfigError(f"feature '{name}' has shape {matrix.shape}; {model} needs {n_items} rows")
+        out[name] = F.normalize(torch.from_numpy(np.nan_to_num(matrix)), dim=1)
+    return out
+
+
+class ModalityFusion(torch.nn.Module):
+    """Fuses M item representations of one width `dim` into one of the same width."""
+
+    def __init__(self, n_modalities: int, dim: int, method: str = "weighted") -> None:
+        super().__init__()
+        check_fusion(method)
+        self.method = method
+        if method == "concat":
+            self.mix = torch.nn.Linear(n_modalities * dim, dim)
+        elif method == "weighted":
+            self.logits = torch.nn.Parameter(torch.zeros(n_modalities))
+        else:
+            self.key = torch.nn.Linear(dim, dim)
+            self.query = torch.nn.Parameter(torch.randn(dim) / dim**0.5)
+
+    def forward(self, parts: Sequence[torch.Tensor], present: torch.Tensor | None = None) -> torch.Tensor:
+        """`present` (n, M) marks which modalities each row has; used by the gate only."""
+        if self.method == "concat":
+            return self.mix(torch.cat(list(parts), dim=1))
+        stacked = torch.stack(list(parts), dim=1)  # (n, M, dim)
+        return (self.weights(stacked, present).unsqueeze(-1) * stacked).sum(1)
+
+    def weights(self, stacked: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, M) weights of each modality per row (rows of a weighted sum are all the same)."""
+        if self.method == "weighted":
+            return torch.softmax(self.logits, 0).expand(stacked.shape[0], -1)
+        if self.method != "gated":
+            raise ValueError("concat fusion has no per-modality weights")
+        scores = torch.tanh(self.key(stacked)) @ self.query
+        if present is not None:
+            # Rows with no modality at all keep uniform weights over zeros instead of NaN.
+            scores = scores.masked_fill(~present & present.any(1, keepdim=True), -torch.inf)
+        return torch.softmax(scores, dim=1)
+
+
+class ContentEncoder(torch.nn.Module):
+    """Frozen pretrained features -> one learned `dim`-wide representation per row.
+
+    Each modality gets its own projection (linear, or a two-layer MLP when `hidden` is set, as in
+    AlphaRec), then `ModalityFusion` combines them. Features are buffers: saved, never trained."""
+
+    def __init__(
+        self, features: Mapping[str, torch.Tensor], dim: int, fusion: str = "weighted", hidden: int | None = None
+    ) -> None:
+        super().__init__()
+        self.names = list(features)
+        for i, name in enumerate(self.names):
+            self.register_buffer(f"feature_{i}", features[name])
+        self.register_buffer("present", torch.stack([features[n].abs().sum(1) > 0 for n in self.names], 1))
+        self.projections = torch.nn.ModuleList(
+            [_projection(features[n].shape[1], dim, hidden) for n in self.names]
+        )
+        self.fusion = ModalityFusion(len(self.names), dim, fusion)
+
+    def inputs(self) -> list[torch.Tensor]:
+        return [getattr(self, f"feature_{i}") for i in range(len(self.names))]
+
+    def project(self, inputs: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Each modality's projection of `inputs` (default: the item features)."""
+        inputs = self.inputs() if inputs is None else inputs
+        return [proj(x) for proj, x in zip(self.projections, inputs, strict=True)]
+
+    def forward(self, inputs: Sequence[torch.Tensor] | None = None, present: torch.Tensor | None = None) -> torch.Tensor:
+        if inputs is None:
+            present = self.present
+        return self.fusion(self.project(inputs), present)
+
+    @torch.no_grad()
+    def modality_weights(self) -> dict[str, float]:
+        """Mean weight per modality over items: which modality the model leans on (not for concat)."""
+        if self.fusion.method == "concat":
+            return {}
+        stacked = torch.stack(self.project(), dim=1)
+        weights = self.fusion.weights(stacked, self.present).mean(0)
+        return {name: float(w) for name, w in zip(self.names, weights, strict=True)}
+
+
+def _projection(in_dim: int, dim: int, hidden: int | None) -> torch.nn.Module:
+    if hidden is None:
+        return torch.nn.Linear(in_dim, dim)
+    return torch.nn.Sequential(torch.nn.Linear(in_dim, hidden), torch.nn.LeakyReLU(), torch.nn.Linear(hidden, dim))
