@@ -7,6 +7,7 @@ import json
 import pytest
 
 from crossrec.data.schema import Split
+from crossrec.errors import ConfigError
 from crossrec.pipeline import run_experiment
 
 pytestmark = pytest.mark.slow
@@ -93,3 +94,118 @@ def test_run_with_encoded_content_feeds_content_models(shared_data, tmp_path):
         assert result.payload["models"][label]["test"]["recall@20"]["mean"] > 0
     assert "diversity@20" in result.payload["models"]["text"]["test"]
     assert "encoded item content" in (tmp_path / "encoded" / "report.md").read_text()
+
+
+def _cold_config(shared_data, tmp_path, **eval_cfg):
+    return {
+        "name": "cold",
+        "output_dir": str(tmp_path),
+        "seeds": [0, 1],
+        "dataset": {"format": "movielens", "path": str(shared_data / "movielens-small")},
+        "split": {"method": "cold_item", "cold_fraction": 0.2},
+        "eval": eval_cfg,
+        "tune": {"trials": 2, "seed": 0},
+        "models": [
+            {"name": "mostpop"},
+            {"name": "itemknn", "search": {"k": {"type": "int", "low": 5, "high": 100, "log": True}}},
+            {"name": "contentknn", "params": {"feature": "genres"}, "baseline": True},
+        ],
+        "report": {"plots": False},
+    }
+
+
+def test_tuned_cold_item_run_reads_test_once_per_seed(shared_data, tmp_path, monkeypatch):
+    from crossrec import pipeline
+    from crossrec.eval.ranking import RankingEvaluator
+    from crossrec.models import MostPop
+
+    test_evaluators, reads, builds = [], [], []
+
+    def tagging_evaluator_for(target, train, valid=None, **kwargs):
+        evaluator = evaluator_for(target, train, valid, **kwargs)
+        if valid is not None:  # masking validation items: a test-split evaluator
+            test_evaluators.append(evaluator)
+        return evaluator
+
+    def counting_evaluate(self, model):
+        reads.append((self, type(model).__name__))
+        return evaluate(self, model)
+
+    def recording_build(name, **params):
+        builds.append((name, params))
+        return build_model(name, **params)
+
+    evaluator_for, build_model = pipeline.evaluator_for, pipeline.build_model
+    evaluate = RankingEvaluator.evaluate
+    monkeypatch.setattr(pipeline, "evaluator_for", tagging_evaluator_for)
+    monkeypatch.setattr(RankingEvaluator, "evaluate", counting_evaluate)
+    monkeypatch.setattr(pipeline, "build_model", recording_build)
+    monkeypatch.setattr(MostPop, "predicts_ratings", property(lambda self: True))
+
+    result = run_experiment(_cold_config(shared_data, tmp_path), quiet=True)
+
+    assert len(test_evaluators) == 3  # all items, warm items, cold items
+    for evaluator in test_evaluators:  # 3 models x 2 seeds, and never during the 2-trial search
+        assert sorted(name for ev, name in reads if ev is evaluator) == sorted(
+            ["MostPop", "ItemKNN", "ContentKNN"] * 2
+        )
+    knn_builds = [params for name, params in builds if name == "itemknn"]
+    payload = json.loads((tmp_path / "cold" / "metrics.json").read_text())
+    tuned = payload["models"]["itemknn"]
+    assert len(tuned["tuning"]["trials"]) == 2 and len(knn_builds) == 2 + 2
+    chosen = tuned["tuning"]["best_params"]["k"]
+    assert tuned["params"] == {"k": chosen}
+    assert [p["k"] for p in knn_builds[2:]] == [chosen, chosen]  # every seed trains the chosen k
+    assert tuned["tuning"]["best_value"] == max(t["value"] for t in tuned["tuning"]["trials"])
+    assert payload["protocol"]["tuning"]["models"] == ["itemknn"]
+
+    for label, model in payload["models"].items():
+        for metric in ("recall@20", "warm_recall@20", "cold_recall@20", "warm_ndcg@10", "cold_ndcg@10"):
+            assert model["test"][metric]["n"] == 2, (label, metric)
+    content = payload["models"]["contentknn"]["test"]
+    assert content["cold_recall@20"]["mean"] > 0  # content reaches items never seen in training
+    assert content["recall@20"]["mean"] != content["warm_recall@20"]["mean"]
+    mostpop = payload["models"]["mostpop"]
+    assert mostpop["test"]["rmse"]["mean"] > mostpop["test"]["mae"]["mean"] > 0
+    assert "rmse" in mostpop["valid"] and "rmse" not in tuned["test"]
+
+    # itemknn beats mostpop by validation, but the comparison is with the one marked baseline
+    assert payload["ranking_by_validation"][:2] == ["itemknn", "mostpop"]
+    assert (payload["significance"]["better"], payload["significance"]["worse"]) == ("itemknn", "contentknn")
+    report = (tmp_path / "cold" / "report.md").read_text()
+    assert "2 Optuna TPE trials per model on the validation split only" in report
+    assert "compared with the strongest baseline by validation, contentknn" in report
+    assert "seeds [0, 1]" in report and "## Warm and cold items" in report and "| rmse | mae |" in report
+    assert result.payload["models"]["itemknn"]["params"] == {"k": chosen}
+
+
+def test_cold_start_selection_reads_cold_validation(shared_data, tmp_path):
+    config = _cold_config(shared_data, tmp_path, valid_on="cold")
+    config["seeds"], config["models"] = [0], [config["models"][0], config["models"][2]]
+    payload = run_experiment(config, quiet=True).payload
+    assert payload["protocol"]["selection_metric"] == "cold_recall@20"
+    cold = {m: payload["models"][m]["valid"]["cold_recall@20"]["mean"] for m in ("contentknn", "mostpop")}
+    assert payload["ranking_by_validation"] == sorted(cold, key=cold.get, reverse=True)
+    assert payload["significance"]["metric"] == "cold_recall@20"
+
+    config["split"] = {"method": "random"}
+    with pytest.raises(ConfigError, match="valid_on=cold needs a split with cold items"):
+        run_experiment(config, quiet=True)
+
+
+@pytest.mark.parametrize(
+    ("baselines", "expected"),
+    [
+        ({"mostpop", "itemknn"}, ("itemknn", "strongest baseline")),  # the better of the two baselines
+        ({"bpr", "mostpop"}, ("itemknn", "runner-up")),  # the best model is itself a baseline
+        (set(), ("itemknn", "runner-up")),
+    ],
+)
+def test_the_best_model_is_compared_with_the_strongest_baseline(baselines, expected):
+    from crossrec.config import load_config
+    from crossrec.pipeline import _opponent
+
+    names = ["mostpop", "itemknn", "bpr"]
+    config = load_config({"models": [{"name": n, "baseline": n in baselines} for n in names]})
+    assert _opponent(config, ["bpr", "itemknn", "mostpop"]) == expected
+    assert _opponent(config, ["bpr"]) is None

@@ -13,18 +13,20 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from crossrec.config import Config, load_config
+from crossrec.config import Config, ModelConfig, load_config
 from crossrec.data.loaders import load_dataset
 from crossrec.data.schema import Dataset, Interactions, ItemContent, Split
 from crossrec.data.splits import make_split
 from crossrec.encoders.build import EncodeResult, encode_dataset
 from crossrec.errors import ConfigError
-from crossrec.eval.ranking import evaluator_for
+from crossrec.eval.ranking import RankingEvaluator, evaluator_for
+from crossrec.eval.rating import rating_errors
 from crossrec.eval.stats import PairedTest, mean_std, paired_test
 from crossrec.io import write_json_atomic, write_text_atomic
 from crossrec.models import build_model
 from crossrec.report.markdown import render_report
 from crossrec.report.plots import plot_metric_comparison, plot_training_curves
+from crossrec.tuning import TuneResult, tune_model
 
 
 @dataclass
@@ -56,14 +58,14 @@ def _console(quiet: bool) -> Console:
     return Console(quiet=quiet, highlight=False)
 
 
-def _build(model_cfg: Any, seed: int) -> Any:
+def _build(name: str, params: dict[str, Any], seed: int) -> Any:
     from crossrec.models import MODELS
 
-    params = dict(model_cfg.params)
-    cls = MODELS.get(model_cfg.name)
+    params = dict(params)
+    cls = MODELS.get(name)
     if cls is not None and "seed" in inspect.signature(cls.__init__).parameters:
         params.setdefault("seed", seed)
-    return build_model(model_cfg.name, **params)
+    return build_model(name, **params)
 
 
 def _item_vectors(features: dict[str, np.ndarray], name: str | None) -> np.ndarray | None:
@@ -162,20 +164,10 @@ def run_experiment(
         + _split_line(split)
     )
 
-    ks, monitor = config.eval.ks, config.eval.monitor
-    valid_eval = evaluator_for(
-        split.valid, split.train, ks=ks, monitor=monitor, batch_size=config.eval.batch_size
-    )
-    test_eval = evaluator_for(
-        split.test,
-        split.train,
-        split.valid,
-        ks=ks,
-        monitor=monitor,
-        batch_size=config.eval.batch_size,
-        item_vectors=_item_vectors(features, config.eval.diversity_features),
-    )
+    valid_evals, test_evals = _evaluators(config, split, features)
+    selector = _selector(config, valid_evals)
     runs: list[ModelRun] = []
+    tuned: dict[str, TuneResult] = {}
     labels = [m.display_name for m in config.models]
     if len(set(labels)) != len(labels):
         raise ConfigError("two models share a name: give each a distinct `label`")
@@ -190,28 +182,34 @@ def run_experiment(
     with progress:
         task = progress.add_task("models x seeds", total=len(config.models) * len(config.seeds))
         for model_cfg in config.models:
+            params = dict(model_cfg.params)
+            if model_cfg.search:
+                progress.update(task, description=f"{model_cfg.display_name} (tuning)")
+                tuned[model_cfg.display_name] = _tune(config, model_cfg, split, features, selector, quiet)
+                params.update(tuned[model_cfg.display_name].best_params)
             for seed in config.seeds:
                 progress.update(task, description=f"{model_cfg.display_name} (seed {seed})")
-                model = _build(model_cfg, seed)
+                model = _build(model_cfg.name, params, seed)
                 start = time.perf_counter()
-                model.fit(split.train, item_features=features or None, valid=valid_eval)
+                model.fit(split.train, item_features=features or None, valid=selector)
                 fit_seconds = time.perf_counter() - start
-                valid_metrics = valid_eval(model)
-                result = test_eval.evaluate(model)  # the one read of the test split for this run
+                valid_metrics, _ = _read(valid_evals, model, split.valid, config.eval.batch_size)
+                # The one read of the test split for this run (warm and cold items are subsets of it).
+                test_metrics, per_user = _read(test_evals, model, split.test, config.eval.batch_size)
                 runs.append(
                     ModelRun(
                         model_cfg.display_name,
                         seed,
                         valid_metrics,
-                        result.metrics,
+                        test_metrics,
                         fit_seconds,
                         list(model.history),
-                        result.per_user,
+                        per_user,
                     )
                 )
                 progress.advance(task)
 
-    payload = _summarise(config, dataset, split, runs, test_eval.users)
+    payload = _summarise(config, dataset, split, runs, tuned, test_evals[""].users)
     payload["ingest"] = ingest
     _write_plots_and_curves(config, runs, payload, run_dir)
     write_json_atomic(run_dir / "metrics.json", payload)
@@ -220,35 +218,142 @@ def run_experiment(
     return ExperimentResult(config, run_dir, runs, payload)
 
 
+def _evaluators(
+    config: Config, split: Split, features: dict[str, np.ndarray]
+) -> tuple[dict[str, RankingEvaluator], dict[str, RankingEvaluator]]:
+    """Validation and test evaluators keyed by metric prefix. '' ranks among all items; when the split
+    holds cold items, 'warm_' ranks warm targets among warm items and 'cold_' ranks cold targets among
+    the cold items of that split, so a cold-start model is judged on what it was built for."""
+    common: dict[str, Any] = {
+        "ks": config.eval.ks,
+        "monitor": config.eval.monitor,
+        "batch_size": config.eval.batch_size,
+    }
+    vectors = _item_vectors(features, config.eval.diversity_features)
+    valid = {"": evaluator_for(split.valid, split.train, **common)}
+    test = {"": evaluator_for(split.test, split.train, split.valid, item_vectors=vectors, **common)}
+    cold = split.cold_items
+    if len(cold):
+        warm = np.setdiff1d(np.arange(split.train.n_items), cold)
+        valid["warm_"] = evaluator_for(split.valid, split.train, candidate_items=warm, **common)
+        valid["cold_"] = evaluator_for(
+            split.valid, split.train, candidate_items=np.intersect1d(cold, split.valid.item), **common
+        )
+        test["warm_"] = evaluator_for(
+            split.test, split.train, split.valid, candidate_items=warm, item_vectors=vectors, **common
+        )
+        test["cold_"] = evaluator_for(
+            split.test,
+            split.train,
+            split.valid,
+            candidate_items=np.intersect1d(cold, split.test.item),
+            item_vectors=vectors,
+            **common,
+        )
+    return valid, test
+
+
+def _selection_prefix(config: Config) -> str:
+    return "" if config.eval.valid_on == "all" else f"{config.eval.valid_on}_"
+
+
+def _selector(config: Config, valid_evals: dict[str, RankingEvaluator]) -> RankingEvaluator:
+    """The validation evaluator that early stopping, tuning and model selection read (`eval.valid_on`)."""
+    prefix = _selection_prefix(config)
+    if prefix not in valid_evals:
+        raise ConfigError(
+            f"eval.valid_on={config.eval.valid_on} needs a split with cold items (split.method: cold_item)"
+        )
+    if not len(valid_evals[prefix].users):
+        raise ConfigError(f"eval.valid_on={config.eval.valid_on}: no validation user has such an item")
+    return valid_evals[prefix]
+
+
+def _tune(
+    config: Config,
+    model_cfg: ModelConfig,
+    split: Split,
+    features: dict[str, np.ndarray],
+    selector: RankingEvaluator,
+    quiet: bool,
+) -> TuneResult:
+    """Optuna over the model's search space; each trial trains with the first seed and is scored on
+    validation (the selector), so the test split plays no part in choosing hyper-parameters."""
+
+    def fit_and_validate(params: dict[str, Any]) -> float:
+        model = _build(model_cfg.name, params, config.seeds[0])
+        model.fit(split.train, item_features=features or None, valid=selector)
+        return selector(model)[config.eval.monitor]
+
+    return tune_model(model_cfg, config.tune, fit_and_validate, quiet=quiet)
+
+
+def _read(
+    evaluators: dict[str, RankingEvaluator], model: Any, target: Interactions, batch_size: int
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Every evaluator's metrics and per-user values under its prefix, plus RMSE and MAE on `target`
+    for a model that predicts ratings."""
+    metrics: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
+    for prefix, evaluator in evaluators.items():
+        result = evaluator.evaluate(model)
+        metrics.update({prefix + name: value for name, value in result.metrics.items()})
+        per_user.update({prefix + name: values for name, values in result.per_user.items()})
+    if model.predicts_ratings:
+        metrics.update(rating_errors(model, target, batch_size))
+    return metrics, per_user
+
+
 def _split_line(split: Split) -> str:
     s = split.summary()
     cold = f", {s['cold_items']:,} cold items" if s["cold_items"] else ""
     return f"split {s['name']}: train {s['train']:,} / valid {s['valid']:,} / test {s['test']:,}{cold}"
 
 
-def _significance(config: Config, runs: list[ModelRun], ranking: list[str]) -> PairedTest | None:
+def _opponent(config: Config, ranking: list[str]) -> tuple[str, str] | None:
+    """Whom the best model is tested against: the strongest baseline by validation when some model is
+    marked `baseline` and the best is not one, else the runner-up."""
     if len(ranking) < 2:
         return None
-    metric = config.eval.monitor
+    baselines = [m.display_name for m in config.models if m.baseline]
+    if baselines and ranking[0] not in baselines:
+        return next(label for label in ranking if label in baselines), "strongest baseline"
+    return ranking[1], "runner-up"
+
+
+def _significance(
+    runs: list[ModelRun], ranking: list[str], opponent: str | None, metric: str
+) -> PairedTest | None:
+    if opponent is None:
+        return None
 
     def per_user(label: str) -> np.ndarray:
         return np.mean([r.test_per_user[metric] for r in runs if r.label == label], axis=0)
 
-    best, runner_up = ranking[0], ranking[1]
-    return paired_test(metric, best, per_user(best), runner_up, per_user(runner_up))
+    best = ranking[0]
+    return paired_test(metric, best, per_user(best), opponent, per_user(opponent))
 
 
 def _summarise(
-    config: Config, dataset: Dataset, split: Split, runs: list[ModelRun], test_users: np.ndarray
+    config: Config,
+    dataset: Dataset,
+    split: Split,
+    runs: list[ModelRun],
+    tuned: dict[str, TuneResult],
+    test_users: np.ndarray,
 ) -> dict[str, Any]:
     monitor = config.eval.monitor
+    selection_metric = _selection_prefix(config) + monitor
     models: dict[str, Any] = {}
     for model_cfg in config.models:
         label = model_cfg.display_name
         mine = [r for r in runs if r.label == label]
+        tuning = tuned.get(label)
         models[label] = {
             "model": model_cfg.name,
-            "params": model_cfg.params,
+            "params": {**model_cfg.params, **(tuning.best_params if tuning else {})},
+            "baseline": model_cfg.baseline,
+            "tuning": tuning.to_dict() if tuning else None,
             "valid": mean_std([r.valid for r in mine]),
             "test": mean_std([r.test for r in mine]),
             "fit_seconds": mean_std([{"fit_seconds": r.fit_seconds} for r in mine])["fit_seconds"],
@@ -266,9 +371,12 @@ def _summarise(
         }
     # Selection reads validation only; the test columns are reported, never used to choose.
     ranking = sorted(
-        models, key=lambda m: models[m]["valid"].get(monitor, {}).get("mean", -np.inf), reverse=True
+        models,
+        key=lambda m: models[m]["valid"].get(selection_metric, {}).get("mean", -np.inf),
+        reverse=True,
     )
-    test = _significance(config, runs, ranking)
+    opponent = _opponent(config, ranking)
+    test = _significance(runs, ranking, opponent[0] if opponent else None, selection_metric)
     return {
         "name": config.name,
         "dataset": dataset.summary(),
@@ -280,8 +388,22 @@ def _summarise(
             "users_evaluated_at_test": len(test_users),
             "ks": config.eval.ks,
             "monitor": monitor,
+            "valid_on": config.eval.valid_on,
+            "selection_metric": selection_metric,
             "selection": "best validation mean of the monitor metric",
             "seeds": config.seeds,
+            "warm_cold": bool(len(split.cold_items)),
+            "tuning": {
+                "sampler": "Optuna TPE",
+                "trials_per_model": config.tune.trials,
+                "seed": config.tune.seed,
+                "timeout_s": config.tune.timeout_s,
+                "trial_seed": config.seeds[0],
+                "models": list(tuned),
+            }
+            if tuned
+            else None,
+            "compared_with": opponent[1] if opponent else None,
         },
         "models": models,
         "ranking_by_validation": ranking,

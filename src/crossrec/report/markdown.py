@@ -6,6 +6,7 @@ from typing import Any
 
 ACCURACY = ("recall", "ndcg", "precision", "map", "hit", "mrr")
 BEYOND = ("coverage", "novelty", "diversity")
+RATING = ("rmse", "mae")
 
 
 def _cell(stat: dict[str, float] | None, digits: int = 4) -> str:
@@ -16,24 +17,92 @@ def _cell(stat: dict[str, float] | None, digits: int = 4) -> str:
     return f"{stat['mean']:.{digits}f}"
 
 
-def metric_table(payload: dict[str, Any], split: str = "test") -> str:
-    """Markdown table: one row per model, mean ± std over seeds for every reported metric."""
+def metric_table(payload: dict[str, Any], split: str = "test", prefix: str = "") -> str:
+    """Markdown table: one row per model, mean ± std over seeds for every reported metric, with RMSE and
+    MAE where a model predicts ratings. With a `prefix` (the restricted `warm_` / `cold_` rankings) only
+    accuracy metrics: coverage and novelty there would still be read against the whole catalogue."""
     ks = payload["protocol"]["ks"]
-    any_model = next(iter(payload["models"].values()))[split]
-    columns = [f"{m}@{k}" for k in ks for m in (*ACCURACY, *BEYOND) if f"{m}@{k}" in any_model]
-    lines = [
-        "| model | " + " | ".join(columns) + " | fit s |",
-        "|---|" + "---|" * (len(columns) + 1),
-    ]
+    reported = set().union(*(model[split] for model in payload["models"].values()))
+    if prefix:
+        names = [f"{prefix}{m}@{k}" for k in ks for m in ACCURACY]
+    else:
+        names = [f"{m}@{k}" for k in ks for m in (*ACCURACY, *BEYOND)] + list(RATING)
+    columns = [name for name in names if name in reported]
+    header = ["model", *(c.removeprefix(prefix) for c in columns), *([] if prefix else ["fit s"])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, model in payload["models"].items():
-        cells = [_cell(model[split].get(c), 3 if c.startswith("novelty") else 4) for c in columns]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_cell(model['fit_seconds'], 1)} |")
+        cells = [_cell(model[split].get(c), 3 if "novelty" in c else 4) for c in columns]
+        if not prefix:
+            cells.append(_cell(model["fit_seconds"], 1))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _protocol(payload: dict[str, Any]) -> str:
+    """The evaluation protocol in words, so a reader can judge the numbers without the code."""
+    d, p = payload["dataset"], payload["protocol"]
+    seeds = "[" + ", ".join(str(x) for x in p["seeds"]) + "]"
+    selection = p.get("selection_metric", p["monitor"])
+    where = {"warm": "warm validation items", "cold": "cold validation items"}.get(p.get("valid_on", "all"))
+    text = (
+        f"Every model is scored against all {d['items']:,} items (full ranking). Items a user met in "
+        "training are masked at validation; training and validation items are masked at test. "
+        f"{p['users_evaluated_at_test']:,} users with at least one test item are evaluated. "
+    )
+    tuning = p.get("tuning")
+    if tuning:
+        budget = f"{tuning['trials_per_model']} {tuning['sampler']} trials per model"
+        limit = f" (or {tuning['timeout_s']:g} s)" if tuning.get("timeout_s") else ""
+        text += (
+            f"Hyper-parameters of {', '.join(tuning['models'])} were chosen by {budget}{limit} on the "
+            f"validation split only (sampler seed {tuning['seed']}, each trial trained with seed "
+            f"{tuning['trial_seed']}, scored by validation {selection}); each chosen configuration was "
+            f"then trained with seeds {seeds}. "
+        )
+    else:
+        text += f"Each model is trained with seeds {seeds}. "
+    text += (
+        f"Epochs and models are chosen by validation {selection}"
+        + (f" (ranking among {where} only)" if where else "")
+        + " only, and the test split is read once per seed of each model. Tables give mean ± sample "
+        "standard deviation over seeds."
+    )
+    sig = payload.get("significance")
+    if sig:
+        against = p.get("compared_with") or "runner-up"
+        text += (
+            f" The best model by validation, {sig['better']}, is compared with the {against} by "
+            f"validation, {sig['worse']}, by a one-sided paired t-test and a Wilcoxon signed-rank test "
+            f"over the {sig['n_users']:,} test users' {sig['metric']}, each user's value averaged over seeds."
+        )
+    return text
+
+
+def _tuning_table(payload: dict[str, Any]) -> str | None:
+    """One row per tuned model: what the search chose, its validation score, and its cost."""
+    rows = [(label, m["tuning"]) for label, m in payload["models"].items() if m.get("tuning")]
+    if not rows:
+        return None
+    selection = payload["protocol"].get("selection_metric", payload["protocol"]["monitor"])
+    lines = [
+        f"| model | chosen parameters | best validation {selection} | trials | search s |",
+        "|---|---|---|---|---|",
+    ]
+    for label, tuning in rows:
+        chosen = ", ".join(f"{k}={_fmt(v)}" for k, v in tuning["best_params"].items())
+        seconds = sum(t["seconds"] for t in tuning["trials"])
+        lines.append(
+            f"| {label} | {chosen} | {tuning['best_value']:.4f} | {len(tuning['trials'])} | {seconds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def render_report(payload: dict[str, Any]) -> str:
     d, s, p = payload["dataset"], payload["split"], payload["protocol"]
-    seeds = ", ".join(str(x) for x in p["seeds"])
     parts = [
         f"# crossrec report: {payload['name']}",
         "",
@@ -49,21 +118,35 @@ def render_report(payload: dict[str, Any]) -> str:
         ),
         "",
         "## Protocol",
-        f"Every model is scored against all {d['items']:,} items (full ranking). Items a user met in "
-        "training are masked at validation; training and validation items are masked at test. "
-        f"{p['users_evaluated_at_test']:,} users with at least one test item are evaluated. Each model "
-        f"is trained with seeds {seeds}; epochs and models are chosen by validation {p['monitor']} "
-        "only, and the test split is read once per trained model. Tables give mean ± sample standard "
-        "deviation over seeds.",
+        _protocol(payload),
         "",
         "## Test results",
         metric_table(payload, "test"),
-        "",
-        "## Validation results",
-        metric_table(payload, "valid"),
+    ]
+    if p.get("warm_cold"):
+        parts += [
+            "",
+            "## Warm and cold items (test)",
+            "Warm: test items seen in training, ranked among warm items only. Cold: test items held out "
+            "of training, ranked among the cold items of the test split only.",
+            "",
+            "Warm items:",
+            "",
+            metric_table(payload, "test", "warm_"),
+            "",
+            "Cold items:",
+            "",
+            metric_table(payload, "test", "cold_"),
+        ]
+    parts += ["", "## Validation results", metric_table(payload, "valid")]
+    tuning = _tuning_table(payload)
+    if tuning:
+        parts += ["", "## Hyper-parameter search", tuning]
+    selection = p.get("selection_metric", p["monitor"])
+    parts += [
         "",
         "## Selection and significance",
-        f"Ranking by validation {p['monitor']}: " + " > ".join(payload["ranking_by_validation"]) + ".",
+        f"Ranking by validation {selection}: " + " > ".join(payload["ranking_by_validation"]) + ".",
     ]
     if payload.get("significance_sentence"):
         parts += [
