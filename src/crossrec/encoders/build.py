@@ -50,6 +50,7 @@ class TextEncoderConfig(_PathConfig):
     path: str | None = None  # explicit local weights: wins over the installed package
     fields: list[str] | None = None  # None: every text field of the dataset, in its order
     batch_size: int = Field(64, ge=1)
+    adapter: str | None = None  # a LoRA adapter folder (encoders/finetune.py), MiniLM only
 
 
 class ImageEncoderConfig(_PathConfig):
@@ -121,6 +122,8 @@ def build_encoder(
     cls = _ENCODERS[spec.name]
     if cls.modality != modality:
         raise ConfigError(f"encoders.{modality}.model: {spec.name} encodes {cls.modality}, not {modality}")
+    if getattr(config, "adapter", None) is not None and cls is not MiniLMEncoder:
+        raise ConfigError(f"encoders.{modality}.adapter: LoRA adapters apply to MiniLM, not {spec.name}")
     if not cls.onnx_precisions:  # WordLlama: a numpy table lookup, no network for a backend to run
         if config.precision != "fp32":
             raise ConfigError(f"encoders.{modality}.precision: {spec.name} has no network to quantise")
@@ -132,7 +135,7 @@ def build_encoder(
         return EfficientNetLiteEncoder(model, variant=spec.name, max_pixels=config.max_pixels, **path)
     if isinstance(config, AudioEncoderConfig):
         return AisfxEncoder(model, pooling=config.pooling, max_seconds=config.max_seconds, **path)
-    return MiniLMEncoder(model, **path)
+    return MiniLMEncoder(model, adapter=config.adapter, **path)
 
 
 def encode_dataset(

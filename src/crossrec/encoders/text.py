@@ -61,6 +61,7 @@ class _TextEncoder(Encoder):
 class MiniLMEncoder(_TextEncoder):
     """all-MiniLM-L6-v2 through sentence-transformers: unit-length 384-d vectors, 256 word pieces max.
 
+    With `adapter`, a LoRA adapter trained by `LoraTextTuner` is merged into the weights first.
     The onnx backend runs the same network (mean pooling and normalisation inside the graph) on
     length-sorted micro-batches, so short texts are not padded to the longest one of a batch; int8
     quantises every MatMul but the feed-forward outputs, whose activation outliers int8 cannot hold.
@@ -77,13 +78,21 @@ class MiniLMEncoder(_TextEncoder):
         backend: Backend = "torch",
         precision: Precision = "fp32",
         artifact_dir: str | Path | None = None,
+        adapter: str | Path | None = None,
     ) -> None:
         require_code(model.spec)
         from sentence_transformers import SentenceTransformer
 
-        super().__init__(model, {"max_seq_length": max_seq_length}, backend=backend, precision=precision)
+        from crossrec.encoders.finetune import adapter_digest, merge_adapter
+
+        settings: dict[str, Any] = {"max_seq_length": max_seq_length}
+        if adapter is not None:  # a LoRA adapter (encoders/finetune.py): its digest keys the cache
+            settings["adapter"] = adapter_digest(adapter, model)
+        super().__init__(model, settings, backend=backend, precision=precision)
         with _quiet_transformers():
             self._st = SentenceTransformer(str(model.weights.parent), device="cpu", local_files_only=True)
+        if adapter is not None:
+            self._st[0].auto_model = merge_adapter(self._st[0].auto_model, adapter)
         self._st.max_seq_length = max_seq_length
         self.max_seq_length = max_seq_length
         dimension = (
