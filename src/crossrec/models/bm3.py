@@ -63,7 +63,9 @@ class BM3(NeuralRecommender):
             {
                 "ids": IdTables(train.n_users, train.n_items, d, gen),
                 "predictor": torch.nn.Linear(d, d),
-                "projections": torch.nn.ModuleList([torch.nn.Linear(f.shape[1], d) for f in features.values()]),
+                "projections": torch.nn.ModuleList(
+                    [torch.nn.Linear(f.shape[1], d) for f in features.values()]
+                ),
             }
         )
         for i, f in enumerate(features.values()):

@@ -121,7 +121,11 @@ class FREEDOM(NeuralRecommender):
         return users, items + self._item_side(ids.item)
 
     def _auxiliary_loss(
-        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, user_all: torch.Tensor,
+        self,
+        users: torch.Tensor,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        user_all: torch.Tensor,
         item_all: torch.Tensor,
     ) -> torch.Tensor | float:
         """Each modality's projected features ranked for the batch's users (FREEDOM's mf_v/mf_t)."""

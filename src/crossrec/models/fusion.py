@@ -35,7 +35,9 @@ def select_features(
     names = list(item_features) if modalities is None else list(modalities)
     missing = [m for m in names if m not in item_features]
     if missing or not names:
-        known = ", ".join(sorted(item_features)) or "none (add an `encode` section or a dataset with features)"
+        known = (
+            ", ".join(sorted(item_features)) or "none (add an `encode` section or a dataset with features)"
+        )
         wanted = ", ".join(missing) if missing else "at least one modality"
         raise ConfigError(f"{model} needs item features {wanted}; the run has: {known}")
     out = {}
@@ -89,7 +91,11 @@ class ContentEncoder(torch.nn.Module):
     AlphaRec), then `ModalityFusion` combines them. Features are buffers: saved, never trained."""
 
     def __init__(
-        self, features: Mapping[str, torch.Tensor], dim: int, fusion: str = "weighted", hidden: int | None = None
+        self,
+        features: Mapping[str, torch.Tensor],
+        dim: int,
+        fusion: str = "weighted",
+        hidden: int | None = None,
     ) -> None:
         super().__init__()
         self.names = list(features)
@@ -109,7 +115,9 @@ class ContentEncoder(torch.nn.Module):
         inputs = self.inputs() if inputs is None else inputs
         return [proj(x) for proj, x in zip(self.projections, inputs, strict=True)]
 
-    def forward(self, inputs: Sequence[torch.Tensor] | None = None, present: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, inputs: Sequence[torch.Tensor] | None = None, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if inputs is None:
             present = self.present
         return self.fusion(self.project(inputs), present)
@@ -127,4 +135,6 @@ class ContentEncoder(torch.nn.Module):
 def _projection(in_dim: int, dim: int, hidden: int | None) -> torch.nn.Module:
     if hidden is None:
         return torch.nn.Linear(in_dim, dim)
-    return torch.nn.Sequential(torch.nn.Linear(in_dim, hidden), torch.nn.LeakyReLU(), torch.nn.Linear(hidden, dim))
+    return torch.nn.Sequential(
+        torch.nn.Linear(in_dim, hidden), torch.nn.LeakyReLU(), torch.nn.Linear(hidden, dim)
+    )

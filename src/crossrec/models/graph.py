@@ -66,7 +66,7 @@ def degree_sensitive_prune(r: sp.csr_matrix, keep: float, rng: np.random.Generat
     log_p = -0.5 * (np.log(du) + np.log(di))
     # Gumbel top-k draws a weighted sample without replacement in one vectorised pass.
     keys = log_p - np.log(-np.log(rng.random(len(log_p))))
-    n_keep = max(1, int(round(keep * len(keys))))
+    n_keep = max(1, round(keep * len(keys)))
     chosen = np.argpartition(-keys, n_keep - 1)[:n_keep]
     return sp.csr_matrix(
         (np.ones(n_keep, dtype=np.float32), (coo.row[chosen], coo.col[chosen])), shape=r.shape

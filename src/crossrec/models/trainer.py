@@ -134,7 +134,11 @@ class NeuralRecommender(EmbeddingRecommender):
         """Per-epoch randomness outside the batches (e.g. graph edge dropout)."""
 
     def _auxiliary_loss(
-        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, user_all: torch.Tensor,
+        self,
+        users: torch.Tensor,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        user_all: torch.Tensor,
         item_all: torch.Tensor,
     ) -> torch.Tensor | float:
         """Extra objective terms (e.g. a modality's own ranking loss); none by default."""
