@@ -4,7 +4,13 @@ import numpy as np
 import torch
 
 from crossrec.data.schema import Interactions
-from crossrec.models.graph import normalized_adjacency, propagate, to_torch_csr
+from crossrec.models.graph import (
+    degree_sensitive_prune,
+    knn_graph,
+    normalized_adjacency,
+    propagate,
+    to_torch_csr,
+)
 
 
 def _tiny() -> Interactions:
@@ -47,3 +53,38 @@ def test_propagation_and_its_gradient_match_dense() -> None:
     (out_sparse * weights).sum().backward()
     (out_dense * weights).sum().backward()
     torch.testing.assert_close(x_sparse.grad, x_dense.grad)
+
+
+def test_knn_graph_is_chunk_independent_symmetric_and_skips_empty_rows() -> None:
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(50, 8, generator=gen)
+    feats[7] = 0.0  # an item without content
+    one = knn_graph(feats, k=4, chunk_size=1000)
+    chunked = knn_graph(feats, k=4, chunk_size=7)
+    np.testing.assert_allclose(one.toarray(), chunked.toarray())
+    dense = one.toarray()
+    np.testing.assert_allclose(dense, dense.T, rtol=1e-6)
+    assert dense[7].sum() == 0 and dense[:, 7].sum() == 0
+    # Every other row links to itself and to its 3 nearest others (before symmetrisation adds more).
+    sims = torch.nn.functional.normalize(feats, dim=1) @ torch.nn.functional.normalize(feats, dim=1).T
+    sims[:, 7] = -2
+    for row in (0, 13, 49):
+        assert set(sims[row].topk(4).indices.tolist()) <= set(np.flatnonzero(dense[row]).tolist())
+
+
+def test_degree_sensitive_prune_keeps_the_share_and_favours_edges_between_rare_nodes() -> None:
+    import scipy.sparse as sp
+
+    # User 0 and item 0 are hubs; users 1..39 each have one private item plus item 0.
+    rows = [0] * 40 + list(range(1, 40)) + list(range(1, 40))
+    cols = list(range(40)) + [0] * 39 + list(range(40, 79))
+    r = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(40, 79))
+    rng = np.random.default_rng(0)
+    hub_kept = rare_kept = 0
+    for _ in range(20):
+        kept = degree_sensitive_prune(r, 0.5, rng)
+        assert kept.nnz == round(0.5 * r.nnz)
+        assert (kept - kept.multiply(r)).nnz == 0  # only existing edges
+        hub_kept += kept[0, 0]
+        rare_kept += kept[1:, 40:].sum() / 39
+    assert rare_kept > 2 * hub_kept

@@ -52,12 +52,14 @@ class BM3(NeuralRecommender):
         self.cl_weight = cl_weight
         self.modalities = None if modalities is None else list(modalities)
         self._adj: torch.Tensor | None = None
+        self._gen = torch.Generator()
 
     def _build(
         self, train: Interactions, item_features: Mapping[str, np.ndarray], gen: torch.Generator
     ) -> torch.nn.Module:
         features = select_features(item_features, self.modalities, train.n_items, self.name)
         self._adj = to_torch_csr(normalized_adjacency(train))
+        self._gen = gen  # the targets' dropout draws from the seeded generator, not the global one
         d = self.embedding_dim
         net = torch.nn.ModuleDict(
             {
@@ -83,6 +85,11 @@ class BM3(NeuralRecommender):
         users, items = self._online()
         return predictor(users), predictor(items)
 
+    def _perturb(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverted dropout of a target view."""
+        keep = 1 - self.dropout
+        return x * (torch.rand(x.shape, generator=self._gen) < keep) / keep
+
     def batch_loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, values: torch.Tensor | None
     ) -> torch.Tensor:
@@ -91,13 +98,13 @@ class BM3(NeuralRecommender):
         user_all, item_all = self._online()
         u, i = user_all.index_select(0, users), item_all.index_select(0, pos)
         with torch.no_grad():
-            u_target, i_target = F.dropout(u, self.dropout), F.dropout(i, self.dropout)
+            u_target, i_target = self._perturb(u), self._perturb(i)
         loss = _cosine_loss(predictor(u), i_target) + _cosine_loss(predictor(i), u_target)
         modal = torch.zeros(())
         for k, proj in enumerate(net["projections"]):
             feats = proj(getattr(net, f"feature_{k}").index_select(0, pos))
             with torch.no_grad():
-                feats_target = F.dropout(feats, self.dropout)
+                feats_target = self._perturb(feats)
             online = predictor(feats)
             modal = modal + _cosine_loss(online, i_target) + _cosine_loss(online, feats_target)
         reg = (u.pow(2).sum() + i.pow(2).sum()) / (2 * len(users))

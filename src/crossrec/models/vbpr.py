@@ -59,3 +59,11 @@ class VBPR(NeuralRecommender):
     def _propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self._ids()
         return ids.user, torch.cat([ids.item, self._network()["content"]()], dim=1)
+
+    def _regulariser(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """The id tables' L2 plus that of the batch's content vectors: left free, the projection
+        grows until the content half drowns the collaborative one (E is regularised in VBPR too)."""
+        content = self._network()["content"]()
+        extra = content.index_select(0, pos).pow(2).sum()
+        extra = extra + content.index_select(0, neg.reshape(-1)).pow(2).sum() / max(neg.shape[1], 1)
+        return super()._regulariser(users, pos, neg) + extra / (2 * len(users))
