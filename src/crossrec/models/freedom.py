@@ -135,8 +135,9 @@ class FREEDOM(NeuralRecommender):
         u = user_all.index_select(0, users)
         total = torch.zeros(())
         for i, proj in enumerate(net["projections"]):
-            feats = getattr(net, f"feature_{i}")
-            p = proj(feats.index_select(0, pos))
-            n = proj(feats.index_select(0, neg.reshape(-1))).view(*neg.shape, -1)
+            # Project every item once, then pick rows: cheaper than projecting B x n_negatives rows.
+            projected = proj(getattr(net, f"feature_{i}"))
+            p = projected.index_select(0, pos)
+            n = projected.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
             total = total + bpr_loss(u, p, n)
         return self.modality_loss_weight * total
