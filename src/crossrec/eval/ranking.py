@@ -88,9 +88,7 @@ class RankingEvaluator:
             if self._candidates is not None:
                 scores.masked_fill_(self._candidates, -torch.inf)
             top = torch.topk(scores, kmax, dim=1, sorted=True).indices
-            target = self._dense_rows(self._target, users)
-            hits = target.gather(1, top).to(torch.float64)
-            n_rel = target.sum(1).to(torch.float64)
+            hits, n_rel = self._hits(users, top)
             for k in self.ks:
                 for name, fn in M.PER_USER.items():
                     per_user.setdefault(f"{name}@{k}", []).append(fn(hits, n_rel, k))
@@ -117,12 +115,15 @@ class RankingEvaluator:
             r = np.repeat(np.arange(len(users)), np.diff(rows.indptr))
             scores[torch.as_tensor(r), torch.as_tensor(rows.indices, dtype=torch.long)] = -torch.inf
 
-    def _dense_rows(self, matrix: sp.csr_matrix, users: np.ndarray) -> torch.Tensor:
-        rows = matrix[users]
-        dense = torch.zeros((len(users), self.n_items), dtype=torch.bool)
-        r = np.repeat(np.arange(len(users)), np.diff(rows.indptr))
-        dense[torch.as_tensor(r), torch.as_tensor(rows.indices, dtype=torch.long)] = True
-        return dense
+    def _hits(self, users: np.ndarray, top: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which top-k entries are targets, and how many targets each user has, straight from the
+        sparse rows: a dense users x items target block cost a third of evaluation time."""
+        rows = self._target[users]
+        lengths = np.diff(rows.indptr)
+        keys = torch.as_tensor(np.repeat(np.arange(len(users)), lengths) * self.n_items + rows.indices)
+        top_keys = torch.arange(len(users)).unsqueeze(1) * self.n_items + top
+        hits = torch.isin(top_keys, keys).to(torch.float64)
+        return hits, torch.as_tensor(lengths, dtype=torch.float64)
 
 
 def evaluator_for(
