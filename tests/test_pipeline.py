@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from crossrec.data.schema import Split
@@ -163,6 +164,12 @@ def test_tuned_cold_item_run_reads_test_once_per_seed(shared_data, tmp_path, mon
         for metric in ("recall@20", "warm_recall@20", "cold_recall@20", "warm_ndcg@10", "cold_ndcg@10"):
             assert model["test"][metric]["n"] == 2, (label, metric)
     content = payload["models"]["contentknn"]["test"]
+    with np.load(tmp_path / "cold" / "per_user.npz") as per_user:
+        cold_users = per_user["users|cold_"]
+        assert per_user["contentknn|cold_recall@20"].shape == cold_users.shape
+        assert per_user["contentknn|cold_recall@20"].mean() == pytest.approx(
+            content["cold_recall@20"]["mean"]
+        )
     assert content["cold_recall@20"]["mean"] > 0  # content reaches items never seen in training
     assert content["recall@20"]["mean"] != content["warm_recall@20"]["mean"]
     mostpop = payload["models"]["mostpop"]

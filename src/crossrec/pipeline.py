@@ -22,7 +22,7 @@ from crossrec.errors import ConfigError
 from crossrec.eval.ranking import RankingEvaluator, evaluator_for
 from crossrec.eval.rating import rating_errors
 from crossrec.eval.stats import PairedTest, mean_std, paired_test
-from crossrec.io import write_json_atomic, write_text_atomic
+from crossrec.io import atomic_path, write_json_atomic, write_text_atomic
 from crossrec.models import build_model
 from crossrec.report.markdown import render_report
 from crossrec.report.plots import plot_metric_comparison, plot_training_curves
@@ -213,6 +213,7 @@ def run_experiment(
     payload["ingest"] = ingest
     _write_plots_and_curves(config, runs, payload, run_dir)
     write_json_atomic(run_dir / "metrics.json", payload)
+    _write_per_user(runs, test_evals, run_dir / "per_user.npz")
     write_text_atomic(run_dir / "report.md", render_report(payload))
     console.print(f"report written to [bold]{run_dir / 'report.md'}[/]")
     return ExperimentResult(config, run_dir, runs, payload)
@@ -302,6 +303,18 @@ def _read(
     if model.predicts_ratings:
         metrics.update(rating_errors(model, target, batch_size))
     return metrics, per_user
+
+
+def _write_per_user(runs: list[ModelRun], test_evals: dict[str, RankingEvaluator], path: Path) -> None:
+    """Per-user test values (mean over seeds) under `label|metric`, and the evaluated users under
+    `users|prefix`: any two models can be compared by a paired test after the run, on any metric."""
+    arrays = {f"users|{prefix}": ev.users for prefix, ev in test_evals.items()}
+    for label in dict.fromkeys(r.label for r in runs):
+        mine = [r.test_per_user for r in runs if r.label == label]
+        for metric in mine[0]:
+            arrays[f"{label}|{metric}"] = np.mean([p[metric] for p in mine], axis=0)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def _split_line(split: Split) -> str:
