@@ -69,3 +69,14 @@ def test_quiet_search_restores_optuna_logging_and_needs_a_space():
     assert optuna.logging.get_verbosity() == optuna.logging.INFO
     with pytest.raises(ValueError, match="no search space"):
         tune_model(ModelConfig(name="mostpop"), TuneConfig(trials=1), lambda p: 0.0)
+
+
+def test_a_budget_covering_a_categorical_grid_tries_every_point_once():
+    grid = {
+        "k": CategoricalSpec(type="categorical", choices=[10, 20]),
+        "kind": CategoricalSpec(type="categorical", choices=["a", "b"]),
+    }
+    seen: list[dict] = []
+    result = tune_model(_toy(grid), TuneConfig(trials=6, seed=0), _objective(seen))
+    assert sorted((p["k"], p["kind"]) for p in seen) == [(10, "a"), (10, "b"), (20, "a"), (20, "b")]
+    assert result.best_params == {"k": 20, "kind": "b"}

@@ -7,6 +7,7 @@ can drive the search with a toy objective.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,6 +69,22 @@ def _optuna_verbosity(quiet: bool) -> Iterator[None]:
         optuna.logging.set_verbosity(previous)
 
 
+def _grid(search: dict[str, FloatSpec | IntSpec | CategoricalSpec]) -> dict[str, list[Any]] | None:
+    """The search space as a grid when every parameter is categorical, else None."""
+    if all(isinstance(spec, CategoricalSpec) for spec in search.values()):
+        return {name: list(spec.choices) for name, spec in search.items()}  # type: ignore[union-attr]
+    return None
+
+
+def _sampler(model_cfg: ModelConfig, tune_cfg: TuneConfig) -> optuna.samplers.BaseSampler:
+    """TPE, except when the budget covers an all-categorical space: then every point of the grid is
+    tried once (random sampling in TPE's start-up phase would repeat points and miss others)."""
+    grid = _grid(model_cfg.search)
+    if grid is not None and tune_cfg.trials >= math.prod(len(v) for v in grid.values()):
+        return optuna.samplers.GridSampler(grid, seed=tune_cfg.seed)
+    return optuna.samplers.TPESampler(seed=tune_cfg.seed)
+
+
 def tune_model(
     model_cfg: ModelConfig,
     tune_cfg: TuneConfig,
@@ -89,9 +106,7 @@ def tune_model(
         return value
 
     with _optuna_verbosity(quiet):
-        study = optuna.create_study(
-            direction="maximize", sampler=optuna.samplers.TPESampler(seed=tune_cfg.seed)
-        )
+        study = optuna.create_study(direction="maximize", sampler=_sampler(model_cfg, tune_cfg))
         study.optimize(objective, n_trials=tune_cfg.trials, timeout=tune_cfg.timeout_s)
     best = study.best_trial
     return TuneResult(dict(best.params), float(best.value), records)
