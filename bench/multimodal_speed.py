@@ -33,10 +33,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 COMMON: dict[str, Any] = {"embedding_dim": 64, "batch_size": 2048}
 # label -> (registry name, params). FREEDOM-bpr is MMRec's FREEDOM setting (BPR, 80% degree-
-# sensitive edge dropout, k=10); FREEDOM-softmax is the configuration of configs/tiktok_multimodal.yaml.
+# sensitive edge dropout, k=10); FREEDOM-softmax and LightGCN-8192 are configs/tiktok_multimodal.yaml's.
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "BPR": ("bpr", {"lr": 1e-3, "reg_weight": 1e-4}),
     "LightGCN": ("lightgcn", {"n_layers": 2, "lr": 1e-3, "reg_weight": 1e-4}),
+    "LightGCN-8192": ("lightgcn", {"n_layers": 2, "lr": 2e-3, "reg_weight": 1e-3, "batch_size": 8192}),
     "VBPR": ("vbpr", {"lr": 1e-3, "reg_weight": 1e-3}),
     "BM3": ("bm3", {"n_layers": 1, "lr": 1e-3, "reg_weight": 0.1, "dropout": 0.3, "cl_weight": 2.0}),
     "FREEDOM-bpr": ("freedom", {"lr": 1e-3, "edge_keep": 0.2, "modality_loss_weight": 1e-3}),
@@ -56,7 +57,13 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 # MMRec on the same TikTok split (shared/benchmarks/peers.md): s per train epoch uncontended (2 threads),
 # and its table of test Recall@20 at its own early-stopped epoch.
-MMREC_S_PER_EPOCH = {"LightGCN": 1.31, "FREEDOM-bpr": 3.00, "FREEDOM-softmax": 3.00, "BM3": 3.36}
+MMREC_S_PER_EPOCH = {
+    "LightGCN": 1.31,
+    "LightGCN-8192": 1.31,
+    "FREEDOM-bpr": 3.00,
+    "FREEDOM-softmax": 3.00,
+    "BM3": 3.36,
+}
 MMREC_RECALL20 = {
     "BPR": 0.0024,
     "LightGCN": 0.0888,
