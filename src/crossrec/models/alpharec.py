@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from crossrec.data.schema import Interactions
 from crossrec.models.fusion import ContentEncoder, check_fusion, select_features
-from crossrec.models.graph import normalized_adjacency, propagate, to_torch_csr
+from crossrec.models.graph import normalized_adjacency, propagate_bipartite, to_torch_csr
 from crossrec.models.trainer import NeuralRecommender, trainer_params
 
 
@@ -77,9 +77,8 @@ class AlphaRec(NeuralRecommender):
         enc = self._encoder()
         user_inputs = [getattr(enc, f"user_input_{i}") for i in range(len(enc.names))]
         users = enc(user_inputs, (torch.stack([x.abs().sum(1) > 0 for x in user_inputs], 1)))
-        final = propagate(self._adj, torch.cat([users, enc()]), self.n_layers)
-        final = F.normalize(final, dim=1)
-        return final[: self.n_users], final[self.n_users :]
+        users, items = propagate_bipartite(self._adj, users, enc(), self.n_layers)
+        return F.normalize(users, dim=1), F.normalize(items, dim=1)
 
     def _regulariser(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """No id tables to shrink; the MLP is small and early stopping bounds it."""

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from crossrec.data.schema import Interactions
-from crossrec.models.fusion import select_features
-from crossrec.models.graph import normalized_adjacency, propagate, to_torch_csr
+from crossrec.models.fusion import ModalityProjections, select_features
+from crossrec.models.graph import normalized_adjacency, propagate_bipartite, to_torch_csr
 from crossrec.models.trainer import IdTables, NeuralRecommender, trainer_params
 
 
@@ -65,20 +65,15 @@ class BM3(NeuralRecommender):
             {
                 "ids": IdTables(train.n_users, train.n_items, d, gen),
                 "predictor": torch.nn.Linear(d, d),
-                "projections": torch.nn.ModuleList(
-                    [torch.nn.Linear(f.shape[1], d) for f in features.values()]
-                ),
+                "modalities": ModalityProjections(features, d),
             }
         )
-        for i, f in enumerate(features.values()):
-            net.register_buffer(f"feature_{i}", f)
         return net
 
     def _online(self) -> tuple[torch.Tensor, torch.Tensor]:
         assert self._adj is not None
         ids = self._ids()
-        final = propagate(self._adj, torch.cat([ids.user, ids.item]), self.n_layers)
-        return final[: self.n_users], final[self.n_users :]
+        return propagate_bipartite(self._adj, ids.user, ids.item, self.n_layers)
 
     def _propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         predictor = self._network()["predictor"]
@@ -101,8 +96,7 @@ class BM3(NeuralRecommender):
             u_target, i_target = self._perturb(u), self._perturb(i)
         loss = _cosine_loss(predictor(u), i_target) + _cosine_loss(predictor(i), u_target)
         modal = torch.zeros(())
-        for k, proj in enumerate(net["projections"]):
-            feats = proj(getattr(net, f"feature_{k}").index_select(0, pos))
+        for feats in net["modalities"](rows=pos):
             with torch.no_grad():
                 feats_target = self._perturb(feats)
             online = predictor(feats)

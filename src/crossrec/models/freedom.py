@@ -20,13 +20,13 @@ import scipy.sparse as sp
 import torch
 
 from crossrec.data.schema import Interactions
-from crossrec.models.fusion import FUSIONS, ModalityFusion, select_features
+from crossrec.models.fusion import FUSIONS, ModalityFusion, ModalityProjections, select_features
 from crossrec.models.graph import (
     degree_sensitive_prune,
     knn_graph,
     normalized_adjacency,
     power_propagate,
-    propagate,
+    propagate_bipartite,
     to_torch_csr,
 )
 from crossrec.models.losses import bpr_loss
@@ -91,14 +91,11 @@ class FREEDOM(NeuralRecommender):
         d = self.embedding_dim
         modules: dict[str, torch.nn.Module] = {
             "ids": IdTables(train.n_users, train.n_items, d, gen),
-            "projections": torch.nn.ModuleList([torch.nn.Linear(f.shape[1], d) for f in features.values()]),
+            "modalities": ModalityProjections(features, d),
         }
         if self.fusion != "mean":
             modules["fusion"] = ModalityFusion(len(graphs), d, self.fusion)
-        net = torch.nn.ModuleDict(modules)
-        for i, f in enumerate(features.values()):
-            net.register_buffer(f"feature_{i}", f)
-        return net
+        return torch.nn.ModuleDict(modules)
 
     def _on_epoch_start(self, rng: np.random.Generator) -> None:
         assert self._r is not None
@@ -116,8 +113,7 @@ class FREEDOM(NeuralRecommender):
         ids = self._ids()
         adj = self._train_adj if self._network().training else self._adj
         assert adj is not None
-        final = propagate(adj, torch.cat([ids.user, ids.item]), self.n_layers)
-        users, items = final[: self.n_users], final[self.n_users :]
+        users, items = propagate_bipartite(adj, ids.user, ids.item, self.n_layers)
         return users, items + self._item_side(ids.item)
 
     def _auxiliary_loss(
@@ -134,9 +130,8 @@ class FREEDOM(NeuralRecommender):
         net = self._network()
         u = user_all.index_select(0, users)
         total = torch.zeros(())
-        for i, proj in enumerate(net["projections"]):
-            # Project every item once, then pick rows: cheaper than projecting B x n_negatives rows.
-            projected = proj(getattr(net, f"feature_{i}"))
+        # Project every item once, then pick rows: cheaper than projecting B x n_negatives rows.
+        for projected in net["modalities"]():
             p = projected.index_select(0, pos)
             n = projected.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
             total = total + bpr_loss(u, p, n)

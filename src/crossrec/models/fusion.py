@@ -84,11 +84,34 @@ class ModalityFusion(torch.nn.Module):
         return torch.softmax(scores, dim=1)
 
 
+class ModalityProjections(torch.nn.Module):
+    """Each modality's frozen features (buffers: saved, never trained) and its own learned map to
+    `dim` (linear, or a two-layer MLP when `hidden` is set, as in AlphaRec)."""
+
+    def __init__(self, features: Mapping[str, torch.Tensor], dim: int, hidden: int | None = None) -> None:
+        super().__init__()
+        self.names = list(features)
+        for i, name in enumerate(self.names):
+            self.register_buffer(f"feature_{i}", features[name])
+        self.maps = torch.nn.ModuleList([_projection(features[n].shape[1], dim, hidden) for n in self.names])
+
+    def inputs(self) -> list[torch.Tensor]:
+        return [getattr(self, f"feature_{i}") for i in range(len(self.names))]
+
+    def forward(
+        self, inputs: Sequence[torch.Tensor] | None = None, rows: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Each modality's projection of `inputs` (default: the item features), of `rows` only if given."""
+        inputs = self.inputs() if inputs is None else inputs
+        if rows is not None:
+            inputs = [x.index_select(0, rows) for x in inputs]
+        return [proj(x) for proj, x in zip(self.maps, inputs, strict=True)]
+
+
 class ContentEncoder(torch.nn.Module):
     """Frozen pretrained features -> one learned `dim`-wide representation per row.
 
-    Each modality gets its own projection (linear, or a two-layer MLP when `hidden` is set, as in
-    AlphaRec), then `ModalityFusion` combines them. Features are buffers: saved, never trained."""
+    `ModalityProjections` maps each modality, then `ModalityFusion` combines them."""
 
     def __init__(
         self,
@@ -99,21 +122,13 @@ class ContentEncoder(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.names = list(features)
-        for i, name in enumerate(self.names):
-            self.register_buffer(f"feature_{i}", features[name])
         self.register_buffer("present", torch.stack([features[n].abs().sum(1) > 0 for n in self.names], 1))
-        self.projections = torch.nn.ModuleList(
-            [_projection(features[n].shape[1], dim, hidden) for n in self.names]
-        )
+        self.modalities = ModalityProjections(features, dim, hidden)
         self.fusion = ModalityFusion(len(self.names), dim, fusion)
-
-    def inputs(self) -> list[torch.Tensor]:
-        return [getattr(self, f"feature_{i}") for i in range(len(self.names))]
 
     def project(self, inputs: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
         """Each modality's projection of `inputs` (default: the item features)."""
-        inputs = self.inputs() if inputs is None else inputs
-        return [proj(x) for proj, x in zip(self.projections, inputs, strict=True)]
+        return self.modalities(inputs)
 
     def forward(
         self, inputs: Sequence[torch.Tensor] | None = None, present: torch.Tensor | None = None

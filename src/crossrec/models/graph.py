@@ -110,6 +110,15 @@ def propagate(adj: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torch.Tens
     return total / (n_layers + 1)
 
 
+def propagate_bipartite(
+    adj: torch.Tensor, users: torch.Tensor, items: torch.Tensor, n_layers: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`propagate` over the user-item graph of `normalized_adjacency`: (user, item) embeddings in,
+    the smoothed (user, item) embeddings out."""
+    final = propagate(adj, torch.cat([users, items]), n_layers)
+    return final[: len(users)], final[len(users) :]
+
+
 def power_propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
     """A^K x for a symmetric sparse A (FREEDOM's item-item smoothing keeps only the last layer)."""
     for _ in range(n_layers):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from crossrec.data.schema import Interactions
-from crossrec.models.graph import normalized_adjacency, propagate, to_torch_csr
+from crossrec.models.graph import normalized_adjacency, propagate_bipartite, to_torch_csr
 from crossrec.models.trainer import IdTables, NeuralRecommender, trainer_params
 
 
@@ -47,5 +47,4 @@ class LightGCN(NeuralRecommender):
     def _propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         assert self._adj is not None
         ids = self._ids()
-        final = propagate(self._adj, torch.cat([ids.user, ids.item]), self.n_layers)
-        return final[: self.n_users], final[self.n_users :]
+        return propagate_bipartite(self._adj, ids.user, ids.item, self.n_layers)
