@@ -37,3 +37,22 @@ def test_unknown_loss_is_refused() -> None:
     u, p, n = _batch()
     with pytest.raises(ValueError, match="bpr, bce, softmax"):
         ranking_loss("hinge", u, p, n)
+
+
+@pytest.mark.parametrize("name", ["bpr", "bce", "softmax"])
+def test_shared_negatives_equal_the_same_negatives_given_to_every_row(name: str) -> None:
+    u, p, n = _batch()
+    shared = n[0]
+    expanded = shared.expand(len(u), *shared.shape)
+    torch.testing.assert_close(ranking_loss(name, u, p, shared, 0.5), ranking_loss(name, u, p, expanded, 0.5))
+
+
+@pytest.mark.parametrize("name", ["bpr", "bce", "softmax"])
+def test_masked_negatives_do_not_count(name: str) -> None:
+    u, p, n = _batch()
+    shared = n[0]
+    mask = torch.ones(len(u), 3, dtype=torch.bool)
+    mask[:, 1] = False
+    kept = shared[[0, 2]]
+    masked = ranking_loss(name, u, p, shared, 0.5, mask)
+    torch.testing.assert_close(masked, ranking_loss(name, u, p, kept, 0.5))

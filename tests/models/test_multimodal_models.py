@@ -20,6 +20,16 @@ def _zoo() -> dict[str, NeuralRecommender]:
     return {
         "vbpr": VBPR(**FAST, lr=1e-2, reg_weight=1e-2, epochs=20),
         "freedom": FREEDOM(**FAST, lr=1e-2, edge_keep=0.5, modality_loss_weight=0.1, epochs=20),
+        "freedom-shared-softmax": FREEDOM(
+            **FAST,
+            lr=1e-2,
+            loss="softmax",
+            n_negatives=128,
+            shared_negatives=True,
+            temperature=0.2,
+            modality_loss_weight=0.1,
+            epochs=20,
+        ),
         "bm3": BM3(**FAST, lr=1e-3, epochs=20),
         "alpharec": AlphaRec(**FAST, hidden_dim=32, lr=1e-3, n_negatives=8, epochs=20),
     }
@@ -87,10 +97,13 @@ def test_fusion_is_selectable(
         assert torch.isfinite(model.score(np.arange(10))).all()
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["per-pair", "shared"])
 @pytest.mark.parametrize("loss", ["bce", "softmax"])
-def test_pointwise_and_softmax_losses_train(loss: str, tiktok_slice: Split) -> None:
+def test_pointwise_and_softmax_losses_train(loss: str, shared: bool, tiktok_slice: Split) -> None:
     split = tiktok_slice
-    model = BPRMF(**FAST, lr=1e-2, loss=loss, n_negatives=4, epochs=15).fit(split.train)
+    n_negatives = 64 if shared else 4
+    model = BPRMF(**FAST, lr=1e-2, loss=loss, n_negatives=n_negatives, shared_negatives=shared, epochs=15)
+    model.fit(split.train)
     losses = [h["loss"] for h in model.history]
     assert losses[-1] < 0.8 * losses[0]
     assert evaluator_for(split.test, split.train, split.valid)(model)["recall@20"] > 20 / split.n_items

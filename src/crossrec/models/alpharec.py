@@ -34,6 +34,7 @@ class AlphaRec(NeuralRecommender):
         fusion: str = "weighted",
         loss: str = "softmax",
         n_negatives: int = 64,
+        shared_negatives: bool = False,
         temperature: float = 0.15,
         lr: float = 5e-4,
         reg_weight: float = 0.0,

@@ -48,6 +48,7 @@ class FREEDOM(NeuralRecommender):
         modality_loss_weight: float = 1e-3,
         loss: str = "bpr",
         n_negatives: int = 1,
+        shared_negatives: bool = False,
         temperature: float = 1.0,
         lr: float = 1e-3,
         reg_weight: float = 0.0,
@@ -130,9 +131,10 @@ class FREEDOM(NeuralRecommender):
         net = self._network()
         u = user_all.index_select(0, users)
         total = torch.zeros(())
+        mask = self.negative_mask(pos, neg)
         # Project every item once, then pick rows: cheaper than projecting B x n_negatives rows.
         for projected in net["modalities"]():
             p = projected.index_select(0, pos)
             n = projected.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
-            total = total + bpr_loss(u, p, n)
+            total = total + bpr_loss(u, p, n, mask)
         return self.modality_loss_weight * total

@@ -22,6 +22,7 @@ class LightGCN(NeuralRecommender):
         n_layers: int = 3,
         loss: str = "bpr",
         n_negatives: int = 1,
+        shared_negatives: bool = False,
         temperature: float = 1.0,
         lr: float = 1e-3,
         reg_weight: float = 1e-4,

@@ -1,11 +1,15 @@
 """Training objectives shared by every embedding model, selected by name in a model's `loss` parameter.
 
-Each takes the user vectors (B, d), the positive item vectors (B, d) and the sampled negatives
-(B, n, d); MSE instead regresses the observed rating values, so it needs no negatives.
+Each takes the user vectors (B, d), the positive item vectors (B, d) and the sampled negatives:
+(B, n, d) when every pair has its own, or (n, d) when the whole batch shares them (one matrix
+product, so n can be in the hundreds). `mask` (B, n) marks the negatives that count: a shared
+negative that is the row's own positive does not. MSE instead regresses the observed rating values,
+so it needs no negatives.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -15,27 +19,46 @@ LossName = Literal["bpr", "bce", "softmax", "mse"]
 LOSSES: tuple[str, ...] = ("bpr", "bce", "softmax", "mse")
 
 
-def bpr_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+def negative_scores(u: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """(B, n) scores of each user against its own negatives (B, n, d) or the shared ones (n, d)."""
+    return u @ neg.T if neg.dim() == 2 else torch.einsum("bd,bnd->bn", u, neg)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return values.mean()
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def bpr_loss(
+    u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Pairwise ranking (Rendle et al. 2009): every negative should score below the positive."""
     s_pos = (u * pos).sum(-1, keepdim=True)
-    s_neg = torch.einsum("bd,bnd->bn", u, neg)
-    return -F.logsigmoid(s_pos - s_neg).mean()
+    return _masked_mean(-F.logsigmoid(s_pos - negative_scores(u, neg)), mask)
 
 
-def bce_loss(u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+def bce_loss(
+    u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Pointwise click-through style: positives labelled 1, sampled negatives 0."""
     s_pos = (u * pos).sum(-1)
-    s_neg = torch.einsum("bd,bnd->bn", u, neg)
-    return -(F.logsigmoid(s_pos).mean() + F.logsigmoid(-s_neg).mean())
+    return -F.logsigmoid(s_pos).mean() + _masked_mean(-F.logsigmoid(-negative_scores(u, neg)), mask)
 
 
 def softmax_loss(
-    u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0
+    u: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sampled softmax (InfoNCE): the positive against all its negatives at once, which ranks far
     better than BPR per sampled negative when there are many of them."""
     s_pos = (u * pos).sum(-1, keepdim=True)
-    s_neg = torch.einsum("bd,bnd->bn", u, neg)
+    s_neg = negative_scores(u, neg)
+    if mask is not None:
+        s_neg = s_neg.masked_fill(~mask, -math.inf)
     logits = torch.cat([s_pos, s_neg], dim=1) / temperature
     return -F.log_softmax(logits, dim=1)[:, 0].mean()
 
@@ -46,13 +69,18 @@ def mse_loss(u: torch.Tensor, item: torch.Tensor, values: torch.Tensor) -> torch
 
 
 def ranking_loss(
-    name: str, u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0
+    name: str,
+    u: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The implicit-feedback objective `name` (bpr, bce or softmax)."""
     if name == "bpr":
-        return bpr_loss(u, pos, neg)
+        return bpr_loss(u, pos, neg, mask)
     if name == "bce":
-        return bce_loss(u, pos, neg)
+        return bce_loss(u, pos, neg, mask)
     if name == "softmax":
-        return softmax_loss(u, pos, neg, temperature)
+        return softmax_loss(u, pos, neg, temperature, mask)
     raise ValueError(f"unknown ranking loss '{name}'; choose one of bpr, bce, softmax")

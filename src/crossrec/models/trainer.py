@@ -44,6 +44,11 @@ def _xavier(rows: int, dim: int, gen: torch.Generator) -> torch.Tensor:
 class NeuralRecommender(EmbeddingRecommender):
     """A torch network trained by `train_model`; scores are dot products of its final embeddings.
 
+    Negatives are drawn per (user, positive) pair, `n_negatives` each, excluding the user's
+    positives; with `shared_negatives` each batch draws `n_negatives` items once and every row ranks
+    its positive against all of them (its own positive masked out), so hundreds of negatives cost
+    one matrix product instead of a gather of batch x n_negatives rows.
+
     Final embeddings are cached for scoring and recomputed whenever a parameter's version counter
     moves, i.e. after every optimiser step or restore. A saved model keeps only its final
     embeddings: it scores and serves, and is refitted (not resumed) to train further.
@@ -54,6 +59,7 @@ class NeuralRecommender(EmbeddingRecommender):
         embedding_dim: int = 64,
         loss: str = "bpr",
         n_negatives: int = 1,
+        shared_negatives: bool = False,
         temperature: float = 1.0,
         lr: float = 1e-3,
         reg_weight: float = 1e-4,
@@ -85,6 +91,7 @@ class NeuralRecommender(EmbeddingRecommender):
         self.embedding_dim = embedding_dim
         self.loss = loss
         self.n_negatives = n_negatives
+        self.shared_negatives = shared_negatives
         self.temperature = temperature
         self.lr = lr
         self.reg_weight = reg_weight
@@ -174,15 +181,27 @@ class NeuralRecommender(EmbeddingRecommender):
             main = mse_loss(u, p, values)
         else:
             n = item_all.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
-            main = ranking_loss(self.loss, u, p, n, self.temperature)
+            main = ranking_loss(self.loss, u, p, n, self.temperature, self.negative_mask(pos, neg))
         reg = self._regulariser(users, pos, neg)
         return main + self.reg_weight * reg + self._auxiliary_loss(users, pos, neg, user_all, item_all)
+
+    @staticmethod
+    def negative_mask(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor | None:
+        """Which shared negatives count for each row (not its own positive); None for per-pair
+        negatives, which the sampler already drew outside each user's positives."""
+        return None if neg.dim() == 2 else neg[None, :] != pos[:, None]
+
+    @staticmethod
+    def negative_weight(users: torch.Tensor, neg: torch.Tensor) -> float:
+        """Scale of the negatives' L2 so that it weighs as one negative per row, shared or not."""
+        return len(users) / max(neg.numel(), 1)
 
     def _regulariser(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         ids = self._ids()
         reg = ids.user.index_select(0, users).pow(2).sum() + ids.item.index_select(0, pos).pow(2).sum()
         if self.loss != "mse":
-            reg = reg + ids.item.index_select(0, neg.reshape(-1)).pow(2).sum() / neg.shape[1]
+            negs = ids.item.index_select(0, neg.reshape(-1)).pow(2).sum()
+            reg = reg + negs * self.negative_weight(users, neg)
         return reg / (2 * len(users))
 
     def _versions(self) -> tuple[int, ...]:
@@ -284,16 +303,20 @@ def _train_epoch(
     batch_users = torch.from_numpy(users[order])
     batch_pos = torch.from_numpy(items[order])
     batch_values = None if values is None else torch.from_numpy(values[order])
+    starts = range(0, len(order), model.batch_size)
     if sampler is None:
         batch_neg = torch.zeros((len(order), 0), dtype=torch.long)
+    elif model.shared_negatives:
+        batch_neg = torch.from_numpy(rng.integers(0, sampler.n_items, size=(len(starts), model.n_negatives)))
     else:
         drawn = sampler.sample(np.repeat(users[order], model.n_negatives), rng)
         batch_neg = torch.from_numpy(drawn.reshape(len(order), model.n_negatives))
     total = 0.0
-    for lo in range(0, len(order), model.batch_size):
+    for b, lo in enumerate(starts):
         hi = lo + model.batch_size
         vals = None if batch_values is None else batch_values[lo:hi]
-        loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], batch_neg[lo:hi], vals)
+        neg = batch_neg[b] if sampler is not None and model.shared_negatives else batch_neg[lo:hi]
+        loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], neg, vals)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

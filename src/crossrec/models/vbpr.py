@@ -29,6 +29,7 @@ class VBPR(NeuralRecommender):
         fusion: str = "concat",
         loss: str = "bpr",
         n_negatives: int = 1,
+        shared_negatives: bool = False,
         temperature: float = 1.0,
         lr: float = 1e-3,
         reg_weight: float = 1e-4,
@@ -65,5 +66,6 @@ class VBPR(NeuralRecommender):
         grows until the content half drowns the collaborative one (E is regularised in VBPR too)."""
         content = self._network()["content"]()
         extra = content.index_select(0, pos).pow(2).sum()
-        extra = extra + content.index_select(0, neg.reshape(-1)).pow(2).sum() / max(neg.shape[1], 1)
+        negs = content.index_select(0, neg.reshape(-1)).pow(2).sum()
+        extra = extra + negs * self.negative_weight(users, neg)
         return super()._regulariser(users, pos, neg) + extra / (2 * len(users))
