@@ -20,10 +20,11 @@ from crossrec.data.splits import make_split
 from crossrec.encoders.build import EncodeResult, encode_dataset
 from crossrec.errors import ConfigError
 from crossrec.eval.ranking import RankingEvaluator, evaluator_for
-from crossrec.eval.rating import rating_errors
+from crossrec.eval.rating import RatingValidator, rating_errors
 from crossrec.eval.stats import PairedTest, mean_std, paired_test
 from crossrec.io import atomic_path, write_json_atomic, write_text_atomic
 from crossrec.models import build_model
+from crossrec.models.base import Recommender, Validator
 from crossrec.report.markdown import render_report
 from crossrec.report.plots import plot_metric_comparison, plot_training_curves
 from crossrec.tuning import TuneResult, tune_model
@@ -191,7 +192,7 @@ def run_experiment(
                 progress.update(task, description=f"{model_cfg.display_name} (seed {seed})")
                 model = _build(model_cfg.name, params, seed)
                 start = time.perf_counter()
-                model.fit(split.train, item_features=features or None, valid=selector)
+                model.fit(split.train, features or None, _validator_for(model, selector, split, config))
                 fit_seconds = time.perf_counter() - start
                 valid_metrics, _ = _read(valid_evals, model, split.valid, config.eval.batch_size)
                 # The one read of the test split for this run (warm and cold items are subsets of it).
@@ -270,6 +271,14 @@ def _selector(config: Config, valid_evals: dict[str, RankingEvaluator]) -> Ranki
     return valid_evals[prefix]
 
 
+def _validator_for(model: Recommender, selector: RankingEvaluator, split: Split, config: Config) -> Validator:
+    """What early stopping and tuning maximise: the ranking monitor, or validation RMSE for a model
+    that predicts ratings."""
+    if model.predicts_ratings:
+        return RatingValidator(selector, split.valid, config.eval.batch_size)
+    return selector
+
+
 def _tune(
     config: Config,
     model_cfg: ModelConfig,
@@ -283,8 +292,9 @@ def _tune(
 
     def fit_and_validate(params: dict[str, Any]) -> float:
         model = _build(model_cfg.name, params, config.seeds[0])
-        model.fit(split.train, item_features=features or None, valid=selector)
-        return selector(model)[config.eval.monitor]
+        valid = _validator_for(model, selector, split, config)
+        model.fit(split.train, item_features=features or None, valid=valid)
+        return valid(model)[valid.monitor]
 
     return tune_model(model_cfg, config.tune, fit_and_validate, quiet=quiet)
 

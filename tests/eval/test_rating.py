@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from crossrec.data.schema import Interactions
-from crossrec.eval.rating import rating_errors
+from crossrec.eval.ranking import evaluator_for
+from crossrec.eval.rating import RatingValidator, rating_errors
+from crossrec.models import BPRMF
 from crossrec.models.base import Recommender
 
 
@@ -49,3 +51,26 @@ def test_exact_predictions_have_no_error_and_empty_targets_are_refused():
     assert KnownScores().predicts_ratings is False  # the contract's default
     with pytest.raises(ValueError, match="at least one"):
         rating_errors(KnownScores(), Interactions([], [], [], n_users=7, n_items=5))
+
+
+def test_rating_models_stop_on_validation_rmse() -> None:
+    """Early stopping of an MSE model follows validation RMSE: the restored epoch is the one with the
+    lowest RMSE, whatever the ranking metrics did."""
+    rng = np.random.default_rng(1)
+    n_users, n_items = 150, 120
+    truth = 3 + rng.normal(size=(n_users, 3)) @ rng.normal(size=(3, n_items)) / 2
+    u, i = np.nonzero(rng.random((n_users, n_items)) < 0.3)
+    values = np.clip(truth[u, i] + rng.normal(scale=0.3, size=len(u)), 0.5, 5)
+    held = rng.random(len(u)) < 0.2
+    train = Interactions(u[~held], i[~held], values[~held], n_users, n_items)
+    valid_rows = Interactions(u[held], i[held], values[held], n_users, n_items)
+    valid = RatingValidator(evaluator_for(valid_rows, train), valid_rows)
+    model = BPRMF(
+        embedding_dim=16, loss="mse", lr=5e-2, reg_weight=0.0, batch_size=512, epochs=60, patience=3
+    )
+    model.fit(train, valid=valid)
+    rmse = {h["epoch"]: h["rmse"] for h in model.history}
+    assert model.best_epoch == min(rmse, key=rmse.get)
+    assert model.best_epoch < len(model.history)  # it overfits without regularisation, and stops
+    assert rating_errors(model, valid_rows)["rmse"] == pytest.approx(rmse[model.best_epoch], rel=1e-5)
+    assert "recall@20" in model.history[0]

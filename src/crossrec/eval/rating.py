@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from crossrec.data.schema import Interactions
-from crossrec.models.base import Recommender
+from crossrec.models.base import Recommender, Validator
 
 
 @torch.no_grad()
@@ -33,3 +33,20 @@ def rating_errors(model: Recommender, target: Interactions, batch_size: int = 20
         squared += float(error.pow(2).sum())
         absolute += float(error.abs().sum())
     return {"rmse": float(np.sqrt(squared / len(user))), "mae": absolute / len(user)}
+
+
+class RatingValidator:
+    """Training-time validator for rating models: early stopping and tuning follow validation RMSE
+    (as `neg_rmse`, to maximise), not a ranking metric the loss never aimed at; the wrapped ranking
+    evaluator's metrics are still recorded in the history."""
+
+    monitor = "neg_rmse"
+
+    def __init__(self, ranking: Validator, target: Interactions, batch_size: int = 2048) -> None:
+        self.ranking = ranking
+        self.target = target
+        self.batch_size = batch_size
+
+    def __call__(self, model: Recommender) -> dict[str, float]:
+        errors = rating_errors(model, self.target, self.batch_size)
+        return {**self.ranking(model), **errors, "neg_rmse": -errors["rmse"]}
