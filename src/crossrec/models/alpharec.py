@@ -81,6 +81,8 @@ class AlphaRec(NeuralRecommender):
         users, items = propagate_bipartite(self._adj, users, enc(), self.n_layers)
         return F.normalize(users, dim=1), F.normalize(items, dim=1)
 
-    def _regulariser(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    def _regulariser(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, item_all: torch.Tensor
+    ) -> torch.Tensor:
         """No id tables to shrink; the MLP is small and early stopping bounds it."""
         return torch.zeros(())

@@ -182,7 +182,7 @@ class NeuralRecommender(EmbeddingRecommender):
         else:
             n = item_all.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
             main = ranking_loss(self.loss, u, p, n, self.temperature, self.negative_mask(pos, neg))
-        reg = self._regulariser(users, pos, neg)
+        reg = self._regulariser(users, pos, neg, item_all)
         return main + self.reg_weight * reg + self._auxiliary_loss(users, pos, neg, user_all, item_all)
 
     @staticmethod
@@ -196,7 +196,11 @@ class NeuralRecommender(EmbeddingRecommender):
         """Scale of the negatives' L2 so that it weighs as one negative per row, shared or not."""
         return len(users) / max(neg.numel(), 1)
 
-    def _regulariser(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    def _regulariser(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, item_all: torch.Tensor
+    ) -> torch.Tensor:
+        """L2 of the batch's ego embeddings; `item_all` (the final item embeddings of this step) lets
+        a model penalise computed item parts without computing them twice."""
         ids = self._ids()
         reg = ids.user.index_select(0, users).pow(2).sum() + ids.item.index_select(0, pos).pow(2).sum()
         if self.loss != "mse":

@@ -61,11 +61,13 @@ class VBPR(NeuralRecommender):
         ids = self._ids()
         return ids.user, torch.cat([ids.item, self._network()["content"]()], dim=1)
 
-    def _regulariser(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    def _regulariser(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, item_all: torch.Tensor
+    ) -> torch.Tensor:
         """The id tables' L2 plus that of the batch's content vectors: left free, the projection
         grows until the content half drowns the collaborative one (E is regularised in VBPR too)."""
-        content = self._network()["content"]()
+        content = item_all[:, self.embedding_dim :]  # the content half _propagate appended
         extra = content.index_select(0, pos).pow(2).sum()
         negs = content.index_select(0, neg.reshape(-1)).pow(2).sum()
         extra = extra + negs * self.negative_weight(users, neg)
-        return super()._regulariser(users, pos, neg) + extra / (2 * len(users))
+        return super()._regulariser(users, pos, neg, item_all) + extra / (2 * len(users))
