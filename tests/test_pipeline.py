@@ -26,6 +26,7 @@ def _config(shared_data, tmp_path):
             {"name": "mostpop"},
             {"name": "bpr", "params": {"epochs": 3, "embedding_dim": 32}},
             {"name": "lightgcn", "params": {"epochs": 3, "embedding_dim": 32}},
+            {"name": "bpr", "label": "mf-mse", "params": {"loss": "mse", "epochs": 3, "embedding_dim": 8}},
         ],
         "report": {"tensorboard": True},
     }
@@ -46,7 +47,13 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path):
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
     payload = json.loads((run_dir / "metrics.json").read_text())
-    assert set(payload["models"]) == {"mostpop", "bpr", "lightgcn"}
+    assert set(payload["models"]) == {"mostpop", "bpr", "lightgcn", "mf-mse"}
+    rating_model = payload["models"]["mf-mse"]
+    assert rating_model["test"]["rmse"]["mean"] > rating_model["test"]["mae"]["mean"] > 0
+    for run in rating_model["runs"]:  # it stopped on validation RMSE, not on the ranking monitor
+        history = [h for h in run["history"] if "neg_rmse" in h]
+        assert len(history) == 3 and all(h["neg_rmse"] == -h["rmse"] for h in history)
+        assert run["valid"]["rmse"] == pytest.approx(min(h["rmse"] for h in history), rel=1e-6)
     lightgcn = payload["models"]["lightgcn"]
     assert lightgcn["test"]["recall@20"]["n"] == 2
     assert 0 < lightgcn["test"]["recall@20"]["mean"] < 1
