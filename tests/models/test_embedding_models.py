@@ -9,7 +9,7 @@ import torch
 from crossrec.data.schema import Split
 from crossrec.eval.ranking import evaluator_for
 from crossrec.models import BPRMF, LightGCN, MostPop, Recommender
-from crossrec.models.trainer import NeuralRecommender
+from crossrec.models.trainer import NeuralRecommender, squared_norm_of_rows
 
 FAST = {"embedding_dim": 32, "lr": 1e-2, "batch_size": 1024}
 
@@ -103,3 +103,16 @@ def test_lightgcn_cache_follows_parameter_updates(tiktok_slice: Split) -> None:
         model.net.item.mul_(2.0)
     # Propagation is linear, so fresh scores are 4x the old ones; stale ones would be equal.
     torch.testing.assert_close(model.score(users), 4 * before)
+
+
+@pytest.mark.parametrize("n_rows", [5, 400], ids=["gathered", "counted"])
+def test_squared_norm_of_rows_counts_repeats(n_rows: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(50, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    rows = torch.randint(0, 50, (n_rows // 5, 5), generator=gen)
+    got = squared_norm_of_rows(table, rows)
+    (grad,) = torch.autograd.grad(got, table)
+    want = table[rows.reshape(-1)].pow(2).sum()
+    (want_grad,) = torch.autograd.grad(want, table)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(grad, want_grad)

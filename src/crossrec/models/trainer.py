@@ -204,8 +204,7 @@ class NeuralRecommender(EmbeddingRecommender):
         ids = self._ids()
         reg = ids.user.index_select(0, users).pow(2).sum() + ids.item.index_select(0, pos).pow(2).sum()
         if self.loss != "mse":
-            negs = ids.item.index_select(0, neg.reshape(-1)).pow(2).sum()
-            reg = reg + negs * self.negative_weight(users, neg)
+            reg = reg + squared_norm_of_rows(ids.item, neg) * self.negative_weight(users, neg)
         return reg / (2 * len(users))
 
     def _versions(self) -> tuple[int, ...]:
@@ -231,6 +230,16 @@ class NeuralRecommender(EmbeddingRecommender):
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.net = None
         self._cache = (None, state["user_final"].clone(), state["item_final"].clone())
+
+
+def squared_norm_of_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Sum of ||table[r]||^2 over `rows` (repeats counted). With more rows than the table has (many
+    negatives per pair) it weights each row's norm by its count instead of gathering every copy."""
+    rows = rows.reshape(-1)
+    if len(rows) <= len(table):
+        return table.index_select(0, rows).pow(2).sum()
+    counts = torch.bincount(rows, minlength=len(table)).to(table.dtype)
+    return (counts * table.pow(2).sum(1)).sum()
 
 
 def trainer_params(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import torch
 
 from crossrec.data.schema import Interactions
 from crossrec.models.fusion import ContentEncoder, check_fusion, select_features
-from crossrec.models.trainer import IdTables, NeuralRecommender, trainer_params
+from crossrec.models.trainer import IdTables, NeuralRecommender, squared_norm_of_rows, trainer_params
 
 
 class VBPR(NeuralRecommender):
@@ -68,6 +68,5 @@ class VBPR(NeuralRecommender):
         grows until the content half drowns the collaborative one (E is regularised in VBPR too)."""
         content = item_all[:, self.embedding_dim :]  # the content half _propagate appended
         extra = content.index_select(0, pos).pow(2).sum()
-        negs = content.index_select(0, neg.reshape(-1)).pow(2).sum()
-        extra = extra + negs * self.negative_weight(users, neg)
+        extra = extra + squared_norm_of_rows(content, neg) * self.negative_weight(users, neg)
         return super()._regulariser(users, pos, neg, item_all) + extra / (2 * len(users))
