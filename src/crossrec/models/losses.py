@@ -20,8 +20,9 @@ LOSSES: tuple[str, ...] = ("bpr", "bce", "softmax", "mse")
 
 
 def negative_scores(u: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """(B, n) scores of each user against its own negatives (B, n, d) or the shared ones (n, d)."""
-    return u @ neg.T if neg.dim() == 2 else torch.einsum("bd,bnd->bn", u, neg)
+    """(B, n) scores of each user against its own negatives (B, n, d) or the shared ones (n, d).
+    Per-pair scores are a broadcast product: on CPU it beats einsum's batched (1 x d)(d x n) matmuls."""
+    return u @ neg.T if neg.dim() == 2 else (u.unsqueeze(1) * neg).sum(-1)
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
