@@ -35,6 +35,35 @@ class IdTables(torch.nn.Module):
         self.item = torch.nn.Parameter(_xavier(n_items, dim, gen))
 
 
+class RatingBias(torch.nn.Module):
+    """Global mean plus per-user and per-item offsets for explicit ratings (Koren et al. 2009).
+
+    They enter as two extra embedding columns, [u, b_u + mean, 1] . [i, 1, b_i], so a rating model
+    still scores by a dot product and serves from the same ANN index as any other.
+    """
+
+    def __init__(self, n_users: int, n_items: int, mean: float) -> None:
+        super().__init__()
+        self.user = torch.nn.Parameter(torch.zeros(n_users))
+        self.item = torch.nn.Parameter(torch.zeros(n_items))
+        self.register_buffer("mean", torch.tensor(float(mean)))
+
+    def l2(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.user.index_select(0, users).pow(2).sum() + self.item.index_select(0, items).pow(2).sum()
+
+    def extend(
+        self, user_rows: torch.Tensor, item_rows: torch.Tensor, users: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows of `users` and `items` with the two bias columns appended."""
+        u_bias = self.user.index_select(0, users) + self.mean
+        i_bias = self.item.index_select(0, items)
+        u_one, i_one = torch.ones_like(u_bias), torch.ones_like(i_bias)
+        return (
+            torch.cat([user_rows, u_bias[:, None], u_one[:, None]], dim=1),
+            torch.cat([item_rows, i_one[:, None], i_bias[:, None]], dim=1),
+        )
+
+
 def _xavier(rows: int, dim: int, gen: torch.Generator) -> torch.Tensor:
     table = torch.empty(rows, dim)
     torch.nn.init.xavier_uniform_(table, generator=gen)
@@ -103,6 +132,7 @@ class NeuralRecommender(EmbeddingRecommender):
         self.quiet = quiet
         self.best_epoch: int | None = None
         self.net: torch.nn.Module | None = None
+        self.bias: RatingBias | None = None
         self._cache: tuple[tuple[int, ...] | None, torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -121,6 +151,8 @@ class NeuralRecommender(EmbeddingRecommender):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.net = self._build(train, item_features or {}, gen)
+        mean = float(np.mean(train.value)) if len(train) else 0.0
+        self.bias = RatingBias(train.n_users, train.n_items, mean) if self.loss == "mse" else None
         self._cache = None
         train_model(self, train, valid)
         return self
@@ -165,7 +197,8 @@ class NeuralRecommender(EmbeddingRecommender):
         return self.net
 
     def parameters(self) -> list[torch.nn.Parameter]:
-        return list(self._network().parameters())
+        params = list(self._network().parameters())
+        return params + list(self.bias.parameters()) if self.bias is not None else params
 
     def batch_loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, values: torch.Tensor | None
@@ -178,7 +211,9 @@ class NeuralRecommender(EmbeddingRecommender):
         if self.loss == "mse":
             if values is None:
                 raise ValueError("the mse loss needs rating values")
-            main = mse_loss(u, p, values)
+            assert self.bias is not None
+            main = mse_loss(*self.bias.extend(u, p, users, pos), values)
+            main = main + self.reg_weight * self.bias.l2(users, pos) / (2 * len(users))
         else:
             n = item_all.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
             main = ranking_loss(self.loss, u, p, n, self.temperature, self.negative_mask(pos, neg))
@@ -219,6 +254,9 @@ class NeuralRecommender(EmbeddingRecommender):
             with torch.no_grad():
                 self._network().eval()
                 user, item = self._propagate()
+                if self.bias is not None:
+                    every = torch.arange(len(user)), torch.arange(len(item))
+                    user, item = self.bias.extend(user, item, *every)
                 self._network().train()
             self._cache = (self._versions(), user.detach(), item.detach())
         return self._cache[1], self._cache[2]
@@ -228,7 +266,7 @@ class NeuralRecommender(EmbeddingRecommender):
         return {"user_final": user, "item_final": item}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.net = None
+        self.net, self.bias = None, None
         self._cache = (None, state["user_final"].clone(), state["item_final"].clone())
 
 
