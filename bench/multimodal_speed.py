@@ -44,13 +44,13 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "FREEDOM-softmax": (
         "freedom",
         {
-            "lr": 1e-3,
+            "lr": 3e-4,
             "edge_keep": 1.0,
             "modality_loss_weight": 0.1,
             "reg_weight": 1e-3,
             "loss": "softmax",
             "n_negatives": 32,
-            "temperature": 0.5,
+            "temperature": 0.1,
         },
     ),
     "AlphaRec": ("alpharec", {"hidden_dim": 64, "n_negatives": 16, "lr": 1e-3}),
