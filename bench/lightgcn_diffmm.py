@@ -15,7 +15,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -147,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args(argv)
 
+    from machine import machine_facts
+
     from crossrec.io import write_json_atomic
 
     started, load_before = time.time(), os.getloadavg()
@@ -156,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
             results.append(pool.submit(run_dataset, name, args.data_root, args.threads, GRID).result())
     rows = table_rows(results)
     print(format_table(rows))
-    import torch
-
     payload = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
         "protocol": "full ranking; train items masked; valid items masked at test; "
@@ -166,13 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "grid": GRID,
         "threads": args.threads,
         "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "load_avg_before": load_before,
-            "load_avg_after": os.getloadavg(),
-        },
+        "machine": machine_facts(load_before),
         "wall_seconds": time.time() - started,
         "table": rows,
         "results": results,

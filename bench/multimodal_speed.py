@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -170,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args(argv)
 
+    from machine import machine_facts
+
     from crossrec.io import write_json_atomic
 
     started, load_before = time.time(), os.getloadavg()
@@ -183,20 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
             rows.append(row)
     print(format_rows(rows))
-    import torch
-
     payload = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
         "models": MODELS,
         "common": COMMON,
         "threads": args.threads,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "load_avg_before": load_before,
-            "load_avg_after": os.getloadavg(),
-        },
+        "machine": machine_facts(load_before),
         "wall_seconds": time.time() - started,
         "rows": rows,
         "table": format_rows(rows),
