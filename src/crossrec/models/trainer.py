@@ -355,9 +355,10 @@ def _train_epoch(
     batch_pos = torch.from_numpy(items[order])
     batch_values = None if values is None else torch.from_numpy(values[order])
     starts = range(0, len(order), model.batch_size)
+    shared = sampler is not None and model.shared_negatives  # one row of negatives per batch
     if sampler is None:
         batch_neg = torch.zeros((len(order), 0), dtype=torch.long)
-    elif model.shared_negatives:
+    elif shared:
         batch_neg = torch.from_numpy(rng.integers(0, sampler.n_items, size=(len(starts), model.n_negatives)))
     else:
         drawn = sampler.sample(np.repeat(users[order], model.n_negatives), rng)
@@ -366,7 +367,7 @@ def _train_epoch(
     for b, lo in enumerate(starts):
         hi = lo + model.batch_size
         vals = None if batch_values is None else batch_values[lo:hi]
-        neg = batch_neg[b] if sampler is not None and model.shared_negatives else batch_neg[lo:hi]
+        neg = batch_neg[b] if shared else batch_neg[lo:hi]
         loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], neg, vals)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
