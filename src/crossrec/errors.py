@@ -34,5 +34,5 @@ class DataError(CrossrecError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
-class ConfigError(CrossrecError):
-    """A configuration value that cannot be used."""
+class ConfigError(CrossrecError, ValueError):
+    """A configuration value that cannot be used (a ValueError too: a bad argument value)."""

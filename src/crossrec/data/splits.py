@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from crossrec.data.schema import Dataset, Interactions, Split
 from crossrec.errors import ConfigError
-
-SPLIT_METHODS = ("shipped", "random", "temporal", "cold_item")
+from crossrec.registry import Registry
 
 
 def _rank_within_user(user: np.ndarray, order_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +116,25 @@ def _check_ratios(ratios: tuple[float, float, float]) -> tuple[float, float, flo
     return tuple(float(r) for r in ratios)  # type: ignore[return-value]
 
 
+def _shipped(dataset: Dataset, **_: Any) -> Split:
+    if dataset.split is None:
+        others = ", ".join(m for m in SPLITS if m != "shipped")
+        raise ConfigError(f"dataset '{dataset.name}' ships no split; choose one of {others}")
+    return dataset.split
+
+
+SPLITS: Registry[Callable[..., Split]] = Registry("split method")
+SPLITS.register("shipped", _shipped)
+SPLITS.register("random", lambda d, *, ratios, seed, **_: random_split(d.interactions, ratios, seed))
+SPLITS.register("temporal", lambda d, *, holdout, **_: temporal_split(d.interactions, holdout))
+SPLITS.register(
+    "cold_item",
+    lambda d, *, cold_fraction, ratios, seed, **_: cold_item_split(
+        d.interactions, cold_fraction, ratios, seed
+    ),
+)
+
+
 def make_split(
     dataset: Dataset,
     method: str = "shipped",
@@ -124,16 +145,4 @@ def make_split(
     cold_fraction: float = 0.1,
 ) -> Split:
     """The split a config asks for; `shipped` uses the one that came with the data."""
-    if method == "shipped":
-        if dataset.split is None:
-            raise ConfigError(
-                f"dataset '{dataset.name}' ships no split; choose one of random, temporal, cold_item"
-            )
-        return dataset.split
-    if method == "random":
-        return random_split(dataset.interactions, ratios, seed)
-    if method == "temporal":
-        return temporal_split(dataset.interactions, holdout)
-    if method == "cold_item":
-        return cold_item_split(dataset.interactions, cold_fraction, ratios, seed)
-    raise ConfigError(f"unknown split method '{method}'; choose one of {', '.join(SPLIT_METHODS)}")
+    return SPLITS[method](dataset, seed=seed, ratios=ratios, holdout=holdout, cold_fraction=cold_fraction)

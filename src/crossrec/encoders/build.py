@@ -28,6 +28,7 @@ from crossrec.encoders.ingest import IngestIssue, IngestReport, ModalityCounts
 from crossrec.encoders.registry import get_spec, resolve
 from crossrec.encoders.text import MiniLMEncoder, WordLlamaEncoder, item_texts
 from crossrec.errors import ConfigError
+from crossrec.registry import Registry
 
 BatchHook = Callable[[str, int, int], None]  # (modality, items done, items pending in this run)
 
@@ -80,12 +81,12 @@ class EncodersConfig(_Strict):
 
 ModalityConfig = TextEncoderConfig | ImageEncoderConfig | AudioEncoderConfig
 
-_ENCODERS: dict[str, type[Encoder]] = {
-    "all-MiniLM-L6-v2": MiniLMEncoder,
-    "wordllama-l2-supercat-256": WordLlamaEncoder,
-    "efficientnet-lite0": EfficientNetLiteEncoder,
-    "aisfx": AisfxEncoder,
-}
+# Encoder classes by the registry name of the weights they run (encoders/registry.py pins the files).
+ENCODERS: Registry[type[Encoder]] = Registry("encoder")
+ENCODERS.register("all-MiniLM-L6-v2", MiniLMEncoder)
+ENCODERS.register("wordllama-l2-supercat-256", WordLlamaEncoder)
+ENCODERS.register("efficientnet-lite0", EfficientNetLiteEncoder)
+ENCODERS.register("aisfx", AisfxEncoder)
 
 
 class EncodeResult(NamedTuple):
@@ -119,7 +120,7 @@ def build_encoder(
         spec = get_spec(config.model)
     except Exception as exc:
         raise ConfigError(f"encoders.{modality}.model: {exc}") from exc
-    cls = _ENCODERS[spec.name]
+    cls = ENCODERS[spec.name]
     if cls.modality != modality:
         raise ConfigError(f"encoders.{modality}.model: {spec.name} encodes {cls.modality}, not {modality}")
     if getattr(config, "adapter", None) is not None and cls is not MiniLMEncoder:

@@ -17,8 +17,10 @@ from crossrec.models.lightgcn import LightGCN
 from crossrec.models.mostpop import MostPop
 from crossrec.models.trainer import NeuralRecommender
 from crossrec.models.vbpr import VBPR
+from crossrec.registry import Registry
 
-MODELS: dict[str, type[Recommender]] = {
+MODELS: Registry[type[Recommender]] = Registry("model")
+for _name, _cls in {
     "mostpop": MostPop,
     "itemknn": ItemKNN,
     "bpr": BPRMF,
@@ -28,7 +30,8 @@ MODELS: dict[str, type[Recommender]] = {
     "freedom": FREEDOM,
     "bm3": BM3,
     "alpharec": AlphaRec,
-}
+}.items():
+    MODELS.register(_name, _cls)
 
 
 def model_params(name: str) -> dict[str, Any]:
@@ -54,10 +57,7 @@ def build_model(name: str, **params: Any) -> Recommender:
 
 
 def _model_class(name: str) -> type[Recommender]:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ConfigError(f"unknown model '{name}'; choose one of {', '.join(MODELS)}") from None
+    return MODELS[name]
 
 
 __all__ = [

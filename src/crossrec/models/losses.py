@@ -10,13 +10,12 @@ so it needs no negatives.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-LossName = Literal["bpr", "bce", "softmax", "mse"]
-LOSSES: tuple[str, ...] = ("bpr", "bce", "softmax", "mse")
+from crossrec.registry import Registry
 
 
 def negative_scores(u: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -69,6 +68,18 @@ def mse_loss(u: torch.Tensor, item: torch.Tensor, values: torch.Tensor) -> torch
     return F.mse_loss((u * item).sum(-1), values)
 
 
+# Ranking losses by name, each called as loss(u, pos, neg, temperature, mask).
+RANKING_LOSSES: Registry[Callable[..., torch.Tensor]] = Registry("ranking loss")
+RANKING_LOSSES.register("bpr", lambda u, pos, neg, temperature, mask: bpr_loss(u, pos, neg, mask))
+RANKING_LOSSES.register("bce", lambda u, pos, neg, temperature, mask: bce_loss(u, pos, neg, mask))
+RANKING_LOSSES.register("softmax", softmax_loss)
+# Every loss a model's `loss` parameter accepts: the ranking losses, and mse for explicit ratings.
+LOSSES: Registry[Callable[..., torch.Tensor]] = Registry("loss")
+for _name, _loss in RANKING_LOSSES.items():
+    LOSSES.register(_name, _loss)
+LOSSES.register("mse", mse_loss)
+
+
 def ranking_loss(
     name: str,
     u: torch.Tensor,
@@ -78,10 +89,4 @@ def ranking_loss(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The implicit-feedback objective `name` (bpr, bce or softmax)."""
-    if name == "bpr":
-        return bpr_loss(u, pos, neg, mask)
-    if name == "bce":
-        return bce_loss(u, pos, neg, mask)
-    if name == "softmax":
-        return softmax_loss(u, pos, neg, temperature, mask)
-    raise ValueError(f"unknown ranking loss '{name}'; choose one of bpr, bce, softmax")
+    return RANKING_LOSSES[name](u, pos, neg, temperature, mask)

@@ -22,6 +22,7 @@ from crossrec.data.schema import Interactions
 from crossrec.models.base import EmbeddingRecommender, Validator
 from crossrec.models.losses import LOSSES, mse_loss, ranking_loss
 from crossrec.models.sampling import NegativeSampler
+from crossrec.training import EarlyStopping
 
 
 class IdTables(torch.nn.Module):
@@ -308,7 +309,7 @@ def train_model(model: NeuralRecommender, train: Interactions, valid: Validator 
     optimizer = torch.optim.Adam(model.parameters(), lr=model.lr)
     model.history = []
     model.best_epoch = None
-    best_score, best_params, bad_evals = -math.inf, None, 0
+    stopping: EarlyStopping[list[torch.Tensor]] = EarlyStopping(model.patience)
     monitor = valid.monitor if valid is not None else None
     with _progress(model, monitor) as show:
         for epoch in range(1, model.epochs + 1):
@@ -325,18 +326,17 @@ def train_model(model: NeuralRecommender, train: Interactions, valid: Validator 
                 record.update(metrics)
                 if valid.monitor not in metrics:
                     raise KeyError(f"validator returned no '{valid.monitor}'; it has {sorted(metrics)}")
-                if metrics[valid.monitor] > best_score:
-                    best_score, bad_evals, model.best_epoch = metrics[valid.monitor], 0, epoch
-                    best_params = [p.detach().clone() for p in model.parameters()]
-                else:
-                    bad_evals += 1
+                stopping.update(
+                    metrics[valid.monitor], epoch, lambda: [p.detach().clone() for p in model.parameters()]
+                )
+                model.best_epoch = stopping.best_step
             model.history.append(record)
-            show(record, best_score)
-            if bad_evals >= model.patience:
+            show(record, stopping.best_score)
+            if stopping.should_stop:
                 break
-    if best_params is not None:
+    if stopping.best_state is not None:
         with torch.no_grad():
-            for param, best in zip(model.parameters(), best_params, strict=True):
+            for param, best in zip(model.parameters(), stopping.best_state, strict=True):
                 param.copy_(best)
 
 

@@ -18,20 +18,18 @@ from crossrec.data.loaders.movielens import load_movielens
 from crossrec.data.loaders.table import load_table
 from crossrec.data.schema import Dataset
 from crossrec.errors import ConfigError
+from crossrec.registry import Registry
 
-LOADERS: dict[str, Callable[..., Dataset]] = {
-    "movielens": load_movielens,
-    "diffmm": load_diffmm,
-    "mmrec": load_mmrec,
-    "table": load_table,
-}
+LOADERS: Registry[Callable[..., Dataset]] = Registry("dataset format")
+LOADERS.register("movielens", load_movielens)
+LOADERS.register("diffmm", load_diffmm)
+LOADERS.register("mmrec", load_mmrec)
+LOADERS.register("table", load_table)
 
 
 def load_dataset(format: str, path: str | Path, **options: Any) -> Dataset:
     """Load `path` with the loader registered as `format`; options are that loader's keywords."""
-    loader = LOADERS.get(format)
-    if loader is None:
-        raise ConfigError(f"unknown dataset format '{format}'; choose one of {', '.join(LOADERS)}")
+    loader = LOADERS[format]
     signature = inspect.signature(loader)
     try:
         signature.bind(path, **options)
