@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,13 +59,7 @@ def _console(quiet: bool) -> Console:
 
 
 def _build(name: str, params: dict[str, Any], seed: int) -> Any:
-    from crossrec.models import MODELS
-
-    params = dict(params)
-    cls = MODELS.get(name)
-    if cls is not None and "seed" in inspect.signature(cls.__init__).parameters:
-        params.setdefault("seed", seed)
-    return build_model(name, **params)
+    return build_model(name, seed=seed, **params)
 
 
 def _item_vectors(features: dict[str, np.ndarray], name: str | None) -> np.ndarray | None:

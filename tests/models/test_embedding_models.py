@@ -9,7 +9,7 @@ import torch
 from crossrec.data.schema import Split
 from crossrec.eval.ranking import evaluator_for
 from crossrec.models import BPRMF, LightGCN, MostPop, Recommender
-from crossrec.models.trainer import NeuralRecommender, squared_norm_of_rows
+from crossrec.models.neural import NeuralRecommender, squared_norm_of_rows
 
 FAST = {"embedding_dim": 32, "lr": 1e-2, "batch_size": 1024}
 

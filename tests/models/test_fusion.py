@@ -16,7 +16,7 @@ def _features(n: int = 20) -> dict[str, torch.Tensor]:
         "audio": rng.normal(size=(n, 5)),
     }
     raw["image"][3] = 0.0  # item 3 has no poster
-    return select_features(raw, None, n, "test")
+    return select_features(raw, None, n, "test")[0]
 
 
 @pytest.mark.parametrize("method", ["concat", "weighted", "gated"])
@@ -53,5 +53,5 @@ def test_select_features_names_what_exists() -> None:
         select_features({"text": np.ones((3, 2)), "image": np.ones((3, 2))}, ["audio"], 3, "X")
     with pytest.raises(ConfigError, match="4 rows"):
         select_features({"text": np.ones((3, 2))}, None, 4, "X")
-    rows = select_features({"text": np.array([[3.0, 4.0], [0.0, 0.0]])}, None, 2, "X")["text"]
+    rows = select_features({"text": np.array([[3.0, 4.0], [0.0, 0.0]])}, None, 2, "X")[0]["text"]
     torch.testing.assert_close(rows, torch.tensor([[0.6, 0.8], [0.0, 0.0]]))

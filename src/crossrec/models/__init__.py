@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from crossrec.errors import ConfigError
@@ -15,7 +14,7 @@ from crossrec.models.freedom import FREEDOM
 from crossrec.models.itemknn import ItemKNN
 from crossrec.models.lightgcn import LightGCN
 from crossrec.models.mostpop import MostPop
-from crossrec.models.trainer import NeuralRecommender
+from crossrec.models.neural import NeuralRecommender
 from crossrec.models.vbpr import VBPR
 from crossrec.registry import Registry
 
@@ -36,14 +35,15 @@ for _name, _cls in {
 
 def model_params(name: str) -> dict[str, Any]:
     """The constructor parameters of a registered model and their defaults."""
-    cls = _model_class(name)
-    sig = inspect.signature(cls.__init__)
-    return {p.name: p.default for p in sig.parameters.values() if p.name != "self"}
+    return MODELS[name].param_defaults()
 
 
-def build_model(name: str, **params: Any) -> Recommender:
-    """A model by registry name; configuration mistakes fail here, naming what is valid."""
+def build_model(name: str, *, seed: int | None = None, **params: Any) -> Recommender:
+    """A model by registry name; configuration mistakes fail here, naming what is valid. `seed`
+    (a run's seed) goes to a model that takes one, unless `params` fix it."""
     valid = model_params(name)
+    if seed is not None and "seed" in valid:
+        params.setdefault("seed", seed)
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ConfigError(
@@ -51,13 +51,11 @@ def build_model(name: str, **params: Any) -> Recommender:
             f"valid: {', '.join(valid) if valid else '(none)'}"
         )
     try:
-        return _model_class(name)(**params)
+        return MODELS[name](**params)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model '{name}': {exc}") from exc
-
-
-def _model_class(name: str) -> type[Recommender]:
-    return MODELS[name]
 
 
 __all__ = [

@@ -1,21 +1,30 @@
 """The one Recommender contract: fit on training interactions, score users against every item.
 
 Ranking, evaluation, serving and ANN search are built on `score` (and on `user_vectors` /
-`item_vectors` when scores are dot products), so a new model only implements these.
+`item_vectors` when scores are dot products), so a new model only implements these. Two optional
+capabilities serve live traffic and cold start without retraining, each declared by a flag:
+`can_fold_in` (a user vector from an interaction history, as implicit's recalculate_user does for
+ALS) and `can_embed_content` (an item vector from item features, for an item the model never saw).
 """
 
 from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from crossrec.data.features import ItemFeatures
 from crossrec.data.schema import Interactions
+from crossrec.errors import ConfigError
 from crossrec.io import atomic_path
+
+FeatureInput = Mapping[str, ItemFeatures | np.ndarray]
 
 
 class Validator(Protocol):
@@ -30,6 +39,10 @@ class Recommender(ABC):
     """Base class: explicit constructor parameters (as in scikit-learn), `fit`, `score`."""
 
     name: ClassVar[str] = "recommender"
+    # Changes to the defaults of parameters a base class defines (e.g. a model's preferred loss).
+    default_overrides: ClassVar[dict[str, Any]] = {}
+    can_fold_in: ClassVar[bool] = False
+    can_embed_content: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.n_users = 0
@@ -41,10 +54,11 @@ class Recommender(ABC):
     def fit(
         self,
         train: Interactions,
-        item_features: dict[str, np.ndarray] | None = None,
+        item_features: FeatureInput | None = None,
         valid: Validator | None = None,
     ) -> Self:
-        """Learn from `train`; `valid`, when given, drives early stopping and model selection."""
+        """Learn from `train`; `valid`, when given, drives early stopping and model selection.
+        `item_features` are ItemFeatures by name (bare matrices are accepted and converted)."""
 
     @abstractmethod
     def score(self, users: np.ndarray) -> torch.Tensor:
@@ -62,11 +76,35 @@ class Recommender(ABC):
     def item_vectors(self) -> np.ndarray | None:
         return None
 
+    def fold_in(self, histories: sp.csr_matrix) -> np.ndarray:
+        """User vectors (n, d) for the interaction histories in the rows of `histories` (n, n_items),
+        without retraining; scores are their dot products with `item_vectors()`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fold a history into a user vector")
+
+    def embed_items(self, features: FeatureInput) -> np.ndarray:
+        """Item vectors (n, d) for new items from their features (the same names and widths the
+        model was fitted with), comparable with `item_vectors()`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot map item content to an item vector")
+
     # -- parameters and persistence ----------------------------------------------------------
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        """Every constructor parameter and its default, from this class and the bases it passes
+        parameters to (a model declares only its own; the trainer's are defined once)."""
+        out: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    out[p.name] = p.default
+        out.update(cls.default_overrides)
+        return out
+
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters, read back from attributes of the same name."""
-        sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+        return {p: getattr(self, p) for p in self.param_defaults()}
 
     def _state(self) -> dict[str, torch.Tensor]:
         """Learned state as named tensors (weights_only-safe)."""
@@ -76,8 +114,11 @@ class Recommender(ABC):
         """Restore what `_state` returned."""
 
     def save(self, path: str | Path) -> Path:
+        """Saved under its registry name, so `load` never imports a path read from a file."""
+        from crossrec.models import MODELS
+
         payload = {
-            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "model": MODELS.name_of(type(self)),
             "params": self.get_params(),
             "shape": [self.n_users, self.n_items],
             "state": self._state(),
@@ -88,13 +129,16 @@ class Recommender(ABC):
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
-        import importlib
+        """A saved model; its class comes from the model registry by name."""
+        from crossrec.models import MODELS
 
         payload = torch.load(path, weights_only=True)
-        module_name, _, qualname = payload["class"].rpartition(".")
-        model_cls = getattr(importlib.import_module(module_name), qualname)
-        if not issubclass(model_cls, Recommender):
-            raise TypeError(f"{payload['class']} is not a Recommender")
+        name = payload.get("model")
+        if not isinstance(name, str) or name not in MODELS:
+            raise ConfigError(f"{path}: names no registered model ({name!r}); known: {', '.join(MODELS)}")
+        model_cls = MODELS[name]
+        if not issubclass(model_cls, cls):
+            raise ConfigError(f"{path}: holds a {model_cls.__name__}, not a {cls.__name__}")
         model = model_cls(**payload["params"])
         model.n_users, model.n_items = (int(x) for x in payload["shape"])
         model._load_state(payload["state"])

@@ -9,16 +9,17 @@ user and item outputs, so the model stays a dot-product (ANN-servable) recommend
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from crossrec.data.features import FeatureSet
 from crossrec.data.schema import Interactions
 from crossrec.models.fusion import ModalityProjections, select_features
 from crossrec.models.graph import normalized_adjacency, propagate_bipartite, to_torch_csr
-from crossrec.models.trainer import IdTables, NeuralRecommender, trainer_params
+from crossrec.models.neural import IdTables, NeuralRecommender
 
 
 def _cosine_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -27,24 +28,19 @@ def _cosine_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 class BM3(NeuralRecommender):
     name = "BM3"
+    samples_negatives = False  # negative-free: the trainer draws none
+
+    default_overrides: ClassVar[dict[str, Any]] = {"reg_weight": 0.1}
 
     def __init__(
         self,
-        embedding_dim: int = 64,
         n_layers: int = 1,
         dropout: float = 0.3,
         cl_weight: float = 2.0,
         modalities: Sequence[str] | None = None,
-        lr: float = 1e-3,
-        reg_weight: float = 0.1,
-        batch_size: int = 2048,
-        epochs: int = 100,
-        patience: int = 10,
-        eval_every: int = 1,
-        seed: int = 0,
-        quiet: bool = True,
+        **training: Any,
     ) -> None:
-        super().__init__(**trainer_params(locals()))
+        super().__init__(**training)
         if not 0 <= dropout < 1 or cl_weight < 0 or n_layers < 0:
             raise ValueError("dropout must be in [0, 1), cl_weight >= 0 and n_layers >= 0")
         self.n_layers = n_layers
@@ -54,10 +50,8 @@ class BM3(NeuralRecommender):
         self._adj: torch.Tensor | None = None
         self._gen = torch.Generator()
 
-    def _build(
-        self, train: Interactions, item_features: Mapping[str, np.ndarray], gen: torch.Generator
-    ) -> torch.nn.Module:
-        features = select_features(item_features, self.modalities, train.n_items, self.name)
+    def _build(self, train: Interactions, item_features: FeatureSet, gen: torch.Generator) -> torch.nn.Module:
+        features, _ = select_features(item_features, self.modalities, train.n_items, self.name)
         self._adj = to_torch_csr(normalized_adjacency(train))
         self._gen = gen  # the targets' dropout draws from the seeded generator, not the global one
         d = self.embedding_dim

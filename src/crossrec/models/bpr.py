@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crossrec.models.trainer import NeuralRecommender
+from crossrec.models.neural import NeuralRecommender
 
 
 class BPRMF(NeuralRecommender):

@@ -6,15 +6,19 @@ from __future__ import annotations
 from typing import Self
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from crossrec.data.features import as_feature_set
 from crossrec.data.schema import Interactions
 from crossrec.errors import ConfigError
-from crossrec.models.base import EmbeddingRecommender, Validator
+from crossrec.models.base import EmbeddingRecommender, FeatureInput, Validator
 
 
 class ContentKNN(EmbeddingRecommender):
     name = "ContentKNN"
+    can_fold_in = True
+    can_embed_content = True
 
     def __init__(self, feature: str = "text") -> None:
         super().__init__()
@@ -25,14 +29,14 @@ class ContentKNN(EmbeddingRecommender):
     def fit(
         self,
         train: Interactions,
-        item_features: dict[str, np.ndarray] | None = None,
+        item_features: FeatureInput | None = None,
         valid: Validator | None = None,
     ) -> Self:
-        features = item_features or {}
+        features = as_feature_set(item_features)
         if self.feature not in features:
             known = ", ".join(sorted(features)) or "none (add an `encode` section to the config)"
             raise ConfigError(f"ContentKNN needs item feature '{self.feature}'; the run has: {known}")
-        matrix = np.asarray(features[self.feature], dtype=np.float32)
+        matrix = features[self.feature].matrix
         if matrix.shape[0] != train.n_items:
             raise ConfigError(
                 f"feature '{self.feature}' has {matrix.shape[0]} rows for {train.n_items} items"
@@ -40,12 +44,24 @@ class ContentKNN(EmbeddingRecommender):
         self.n_users, self.n_items = train.n_users, train.n_items
         # Items without content keep a zero vector: they score 0 rather than a made-up similarity.
         items = torch.nn.functional.normalize(torch.as_tensor(matrix), dim=1)
-        csr = train.to_csr()
-        csr = csr.multiply(1.0 / np.maximum(csr.sum(1), 1)).tocsr()  # row means
-        profile = torch.as_tensor(np.asarray(csr @ items.numpy(), dtype=np.float32))
-        self._users = torch.nn.functional.normalize(profile, dim=1)
+        self._users = torch.from_numpy(self._profiles(train.to_csr(), items))
         self._items = items
         return self
+
+    def fold_in(self, histories: sp.csr_matrix) -> np.ndarray:
+        """Exact: the normalised mean of the history's content vectors, as `fit` builds profiles."""
+        return self._profiles(sp.csr_matrix(histories, dtype=np.float32), self._items)
+
+    def embed_items(self, features: FeatureInput) -> np.ndarray:
+        matrix = as_feature_set(features)[self.feature].matrix
+        return torch.nn.functional.normalize(torch.as_tensor(matrix), dim=1).numpy()
+
+    @staticmethod
+    def _profiles(histories: sp.csr_matrix, items: torch.Tensor) -> np.ndarray:
+        binary = (histories > 0).astype(np.float32)
+        means = binary.multiply(1.0 / np.maximum(binary.sum(1), 1)).tocsr()
+        profile = torch.as_tensor(np.asarray(means @ items.numpy(), dtype=np.float32))
+        return torch.nn.functional.normalize(profile, dim=1).numpy()
 
     def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._users, self._items

@@ -13,12 +13,14 @@ graph separately and combine the results with `ModalityFusion`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from crossrec.data.features import FeatureSet
 from crossrec.data.schema import Interactions
 from crossrec.models.fusion import FUSIONS, ModalityFusion, ModalityProjections, select_features
 from crossrec.models.graph import (
@@ -30,15 +32,16 @@ from crossrec.models.graph import (
     to_torch_csr,
 )
 from crossrec.models.losses import bpr_loss
-from crossrec.models.trainer import IdTables, NeuralRecommender, trainer_params
+from crossrec.models.neural import IdTables, NeuralRecommender
 
 
 class FREEDOM(NeuralRecommender):
     name = "FREEDOM"
 
+    default_overrides: ClassVar[dict[str, Any]] = {"reg_weight": 0.0}
+
     def __init__(
         self,
-        embedding_dim: int = 64,
         n_layers: int = 2,
         n_item_layers: int = 1,
         knn_k: int = 10,
@@ -46,20 +49,9 @@ class FREEDOM(NeuralRecommender):
         modalities: Sequence[str] | None = None,
         fusion: str = "mean",
         modality_loss_weight: float = 1e-3,
-        loss: str = "bpr",
-        n_negatives: int = 1,
-        shared_negatives: bool = False,
-        temperature: float = 1.0,
-        lr: float = 1e-3,
-        reg_weight: float = 0.0,
-        batch_size: int = 2048,
-        epochs: int = 100,
-        patience: int = 10,
-        eval_every: int = 1,
-        seed: int = 0,
-        quiet: bool = True,
+        **training: Any,
     ) -> None:
-        super().__init__(**trainer_params(locals()))
+        super().__init__(**training)
         if fusion not in ("mean", *FUSIONS):
             raise ValueError(f"unknown fusion '{fusion}'; choose one of mean, {', '.join(FUSIONS)}")
         if n_layers < 0 or n_item_layers < 1 or knn_k < 1 or modality_loss_weight < 0:
@@ -78,10 +70,8 @@ class FREEDOM(NeuralRecommender):
         self._train_adj: torch.Tensor | None = None
         self._item_graphs: list[torch.Tensor] = []
 
-    def _build(
-        self, train: Interactions, item_features: Mapping[str, np.ndarray], gen: torch.Generator
-    ) -> torch.nn.Module:
-        features = select_features(item_features, self.modalities, train.n_items, self.name)
+    def _build(self, train: Interactions, item_features: FeatureSet, gen: torch.Generator) -> torch.nn.Module:
+        features, _ = select_features(item_features, self.modalities, train.n_items, self.name)
         self._r = train.to_csr(binary=True)
         self._adj = to_torch_csr(normalized_adjacency(self._r))
         self._train_adj = self._adj

@@ -4,18 +4,22 @@ The method is a model parameter, so a config switches it without code:
 - `concat`: the modalities side by side, mixed by one learned linear map;
 - `weighted`: a learned softmax-weighted sum, one weight per modality (readable after training);
 - `gated`: attention per item, so an item with a telling poster but a bland plot leans on the poster;
-  modalities an item lacks (an all-zero row) get no attention.
+  modalities an item lacks (its presence mask says so) get no attention.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from crossrec.data.features import as_feature_set
 from crossrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from crossrec.models.base import FeatureInput
 
 FUSIONS: tuple[str, ...] = ("concat", "weighted", "gated")
 
@@ -26,27 +30,29 @@ def check_fusion(fusion: str) -> None:
 
 
 def select_features(
-    item_features: Mapping[str, np.ndarray], modalities: Sequence[str] | None, n_items: int, model: str
-) -> dict[str, torch.Tensor]:
-    """The chosen feature matrices as L2-normalised float32 tensors (rows of missing content stay 0).
+    item_features: FeatureInput, modalities: Sequence[str] | None, n_items: int | None, model: str
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The chosen features as L2-normalised float32 tensors (rows of absent content stay 0) and their
+    presence, (n_items, M) bool in the same order.
 
     `modalities=None` takes every feature the run has; a model needing content fails here, naming
-    what exists, rather than silently training on ids alone."""
-    names = list(item_features) if modalities is None else list(modalities)
-    missing = [m for m in names if m not in item_features]
+    what exists, rather than silently training on ids alone. `n_items=None` skips the row check
+    (features of new items)."""
+    features = as_feature_set(item_features)
+    names = list(features) if modalities is None else list(modalities)
+    missing = [m for m in names if m not in features]
     if missing or not names:
-        known = (
-            ", ".join(sorted(item_features)) or "none (add an `encode` section or a dataset with features)"
-        )
+        known = ", ".join(sorted(features)) or "none (add an `encode` section or a dataset with features)"
         wanted = ", ".join(missing) if missing else "at least one modality"
         raise ConfigError(f"{model} needs item features {wanted}; the run has: {known}")
-    out = {}
+    tensors, present = {}, []
     for name in names:
-        matrix = np.asarray(item_features[name], dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[0] != n_items:
-            raise ConfigError(f"feature '{name}' has shape {matrix.shape}; {model} needs {n_items} rows")
-        out[name] = F.normalize(torch.from_numpy(np.nan_to_num(matrix)), dim=1)
-    return out
+        feats = features[name]
+        if n_items is not None and feats.n_items != n_items:
+            raise ConfigError(f"feature '{name}' has {feats.n_items} rows; {model} needs {n_items} rows")
+        tensors[name] = F.normalize(torch.from_numpy(feats.matrix), dim=1)
+        present.append(torch.from_numpy(feats.present))
+    return tensors, torch.stack(present, dim=1)
 
 
 class ModalityFusion(torch.nn.Module):
@@ -92,7 +98,8 @@ class ModalityProjections(torch.nn.Module):
         super().__init__()
         self.names = list(features)
         for i, name in enumerate(self.names):
-            self.register_buffer(f"feature_{i}", features[name])
+            # Not persistent: a saved model keeps its weights; the features travel separately.
+            self.register_buffer(f"feature_{i}", features[name], persistent=False)
         self.maps = torch.nn.ModuleList([_projection(features[n].shape[1], dim, hidden) for n in self.names])
 
     def inputs(self) -> list[torch.Tensor]:
@@ -119,10 +126,15 @@ class ContentEncoder(torch.nn.Module):
         dim: int,
         fusion: str = "weighted",
         hidden: int | None = None,
+        present: torch.Tensor | None = None,
     ) -> None:
+        """`present` (n, M) comes from the features' masks (`select_features`); without it, rows that
+        are not all zero count as present."""
         super().__init__()
         self.names = list(features)
-        self.register_buffer("present", torch.stack([features[n].abs().sum(1) > 0 for n in self.names], 1))
+        if present is None:
+            present = torch.stack([features[n].abs().sum(1) > 0 for n in self.names], 1)
+        self.register_buffer("present", present, persistent=False)
         self.modalities = ModalityProjections(features, dim, hidden)
         self.fusion = ModalityFusion(len(self.names), dim, fusion)
 

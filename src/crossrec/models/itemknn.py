@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from crossrec.data.schema import Interactions
-from crossrec.models.base import Recommender, Validator
+from crossrec.models.base import FeatureInput, Recommender, Validator
 
 # Dense similarity block per chunk: rows x n_items float32 values (64 MiB), whatever the catalogue size.
 _BLOCK_VALUES = 1 << 24
@@ -74,7 +74,7 @@ class ItemKNN(Recommender):
     def fit(
         self,
         train: Interactions,
-        item_features: dict[str, np.ndarray] | None = None,
+        item_features: FeatureInput | None = None,
         valid: Validator | None = None,
     ) -> Self:
         self.n_users, self.n_items = train.n_users, train.n_items

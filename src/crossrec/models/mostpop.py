@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from crossrec.data.schema import Interactions
-from crossrec.models.base import Recommender, Validator
+from crossrec.models.base import FeatureInput, Recommender, Validator
 
 
 class MostPop(Recommender):
@@ -21,7 +21,7 @@ class MostPop(Recommender):
     def fit(
         self,
         train: Interactions,
-        item_features: dict[str, np.ndarray] | None = None,
+        item_features: FeatureInput | None = None,
         valid: Validator | None = None,
     ) -> Self:
         self.n_users, self.n_items = train.n_users, train.n_items

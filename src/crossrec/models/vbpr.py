@@ -7,59 +7,58 @@ so items without interactions still get a meaningful half of their vector.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from crossrec.data.features import FeatureSet
 from crossrec.data.schema import Interactions
+from crossrec.models.base import FeatureInput
 from crossrec.models.fusion import ContentEncoder, check_fusion, select_features
-from crossrec.models.trainer import IdTables, NeuralRecommender, squared_norm_of_rows, trainer_params
+from crossrec.models.neural import IdTables, NeuralRecommender, squared_norm_of_rows
 
 
 class VBPR(NeuralRecommender):
     """User vectors are [gamma_u, theta_u] (2 x embedding_dim); item vectors [gamma_i, E f_i]."""
 
     name = "VBPR"
+    can_embed_content = True
 
     def __init__(
         self,
-        embedding_dim: int = 64,
         modalities: Sequence[str] | None = None,
         fusion: str = "concat",
-        loss: str = "bpr",
-        n_negatives: int = 1,
-        shared_negatives: bool = False,
-        temperature: float = 1.0,
-        lr: float = 1e-3,
-        reg_weight: float = 1e-4,
-        batch_size: int = 2048,
-        epochs: int = 100,
-        patience: int = 10,
-        eval_every: int = 1,
-        seed: int = 0,
-        quiet: bool = True,
+        **training: Any,
     ) -> None:
-        super().__init__(**trainer_params(locals()))
+        super().__init__(**training)
         check_fusion(fusion)
         self.modalities = None if modalities is None else list(modalities)
         self.fusion = fusion
 
-    def _build(
-        self, train: Interactions, item_features: Mapping[str, np.ndarray], gen: torch.Generator
-    ) -> torch.nn.Module:
-        features = select_features(item_features, self.modalities, train.n_items, self.name)
+    def _build(self, train: Interactions, item_features: FeatureSet, gen: torch.Generator) -> torch.nn.Module:
+        features, present = select_features(item_features, self.modalities, train.n_items, self.name)
         d = self.embedding_dim
         return torch.nn.ModuleDict(
             {
                 "ids": IdTables(train.n_users, train.n_items, d, gen, user_dim=2 * d),
-                "content": ContentEncoder(features, d, self.fusion),
+                "content": ContentEncoder(features, d, self.fusion, present=present),
             }
         )
 
     def _propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self._ids()
         return ids.user, torch.cat([ids.item, self._network()["content"]()], dim=1)
+
+    def embed_items(self, features: FeatureInput) -> np.ndarray:
+        """[0, E f] for new items: no collaborative half yet, the content half from the learned map."""
+        content = self._network()["content"]
+        inputs, present = select_features(features, content.names, None, self.name)
+        with torch.no_grad():
+            content.eval()
+            half = content([inputs[n] for n in content.names], present)
+        return torch.cat([torch.zeros_like(half), half], dim=1).numpy()
 
     def _regulariser(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, item_all: torch.Tensor

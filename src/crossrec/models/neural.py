@@ -1,28 +1,28 @@
-"""The one training loop for every embedding model, and the base class of the models it trains.
+"""The base class of every trained embedding model: a torch network whose final user and item
+embeddings score by dot product.
 
-One loop for the whole zoo keeps the protocol identical across models: the same negative sampler,
-the same seeding, the same selectable loss, the same early stopping on the validator's metric and
-the same restored best epoch. A model only says how it builds its network from the training data
-(`_build`) and how the network turns into final user and item embeddings (`_propagate`).
+A model only says how it builds its network from the training data (`_build`) and how the network
+turns into final user and item embeddings (`_propagate`); `models.training.train_model` is the one
+loop that trains them all. The trainer's parameters (loss, negatives, lr, epochs, ...) are defined
+once, on `NeuralRecommender.__init__`; a model adds its own and may change a default through
+`default_overrides` (AlphaRec trains with a sampled softmax by default, for example).
 """
 
 from __future__ import annotations
 
-import inspect
-import math
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, Self
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from crossrec.data.features import FeatureSet, as_feature_set
 from crossrec.data.schema import Interactions
-from crossrec.models.base import EmbeddingRecommender, Validator
+from crossrec.models.base import EmbeddingRecommender, FeatureInput, Validator
+from crossrec.models.fold_in import ridge_fold_in, softmax_fold_in
 from crossrec.models.losses import LOSSES, mse_loss, ranking_loss
-from crossrec.models.sampling import NegativeSampler
-from crossrec.training import EarlyStopping
+from crossrec.models.training import train_model
 
 
 class IdTables(torch.nn.Module):
@@ -71,70 +71,75 @@ def _xavier(rows: int, dim: int, gen: torch.Generator) -> torch.Tensor:
     return table
 
 
+@dataclass(frozen=True)
+class TrainerParams:
+    """The trainer's parameters and their defaults, defined once for every embedding model."""
+
+    embedding_dim: int = 64
+    loss: str = "bpr"
+    n_negatives: int = 1
+    shared_negatives: bool = False
+    temperature: float = 1.0
+    lr: float = 1e-3
+    reg_weight: float = 1e-4
+    batch_size: int = 2048
+    epochs: int = 100
+    patience: int = 10
+    eval_every: int = 1
+    seed: int = 0
+    quiet: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("embedding_dim", "n_negatives", "batch_size", "epochs", "patience", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.reg_weight < 0 or self.temperature <= 0:
+            raise ValueError(
+                f"lr and temperature must be > 0 and reg_weight >= 0, got lr={self.lr}, "
+                f"temperature={self.temperature}, reg_weight={self.reg_weight}"
+            )
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss '{self.loss}'; choose one of {', '.join(LOSSES)}")
+
+
 class NeuralRecommender(EmbeddingRecommender):
     """A torch network trained by `train_model`; scores are dot products of its final embeddings.
 
     Negatives are drawn per (user, positive) pair, `n_negatives` each, excluding the user's
     positives; with `shared_negatives` each batch draws `n_negatives` items once and every row ranks
     its positive against all of them (its own positive masked out), so hundreds of negatives cost
-    one matrix product instead of a gather of batch x n_negatives rows.
+    one matrix product instead of a gather of batch x n_negatives rows. A negative-free model sets
+    `samples_negatives = False` and the loop draws none.
 
     Final embeddings are cached for scoring and recomputed whenever a parameter's version counter
-    moves, i.e. after every optimiser step or restore. A saved model keeps only its final
-    embeddings: it scores and serves, and is refitted (not resumed) to train further.
+    moves, i.e. after every optimiser step or restore. A saved model keeps its final embeddings and
+    its network's weights: it scores and serves as loaded, and `restore(train, features)` rebuilds
+    the network (graphs, feature buffers) around the weights for content mapping or further use.
     """
 
-    def __init__(
-        self,
-        embedding_dim: int = 64,
-        loss: str = "bpr",
-        n_negatives: int = 1,
-        shared_negatives: bool = False,
-        temperature: float = 1.0,
-        lr: float = 1e-3,
-        reg_weight: float = 1e-4,
-        batch_size: int = 2048,
-        epochs: int = 100,
-        patience: int = 10,
-        eval_every: int = 1,
-        seed: int = 0,
-        quiet: bool = True,
-    ) -> None:
+    samples_negatives: ClassVar[bool] = True
+    can_fold_in = True
+
+    def __init__(self, **training: Any) -> None:
         super().__init__()
-        for name, value in (
-            ("embedding_dim", embedding_dim),
-            ("n_negatives", n_negatives),
-            ("batch_size", batch_size),
-            ("epochs", epochs),
-            ("patience", patience),
-            ("eval_every", eval_every),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if lr <= 0 or reg_weight < 0 or temperature <= 0:
-            raise ValueError(
-                f"lr and temperature must be > 0 and reg_weight >= 0, got lr={lr}, "
-                f"temperature={temperature}, reg_weight={reg_weight}"
-            )
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}")
-        self.embedding_dim = embedding_dim
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.shared_negatives = shared_negatives
-        self.temperature = temperature
-        self.lr = lr
-        self.reg_weight = reg_weight
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.patience = patience
-        self.eval_every = eval_every
-        self.seed = seed
-        self.quiet = quiet
+        try:
+            params = TrainerParams(**{**self.default_overrides, **training})
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__}: {exc}") from None
+        for f in fields(TrainerParams):
+            setattr(self, f.name, getattr(params, f.name))
         self.best_epoch: int | None = None
+        self.fold_in_l2 = 1.0
         self.net: torch.nn.Module | None = None
         self.bias: RatingBias | None = None
         self._cache: tuple[tuple[int, ...] | None, torch.Tensor, torch.Tensor] | None = None
+        self._saved_net: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        own = super().param_defaults()
+        trainer = {f.name: f.default for f in fields(TrainerParams)}
+        return {**own, **trainer, **{k: v for k, v in cls.default_overrides.items() if k in trainer}}
 
     @property
     def predicts_ratings(self) -> bool:
@@ -143,25 +148,53 @@ class NeuralRecommender(EmbeddingRecommender):
     def fit(
         self,
         train: Interactions,
-        item_features: dict[str, np.ndarray] | None = None,
+        item_features: FeatureInput | None = None,
         valid: Validator | None = None,
     ) -> Self:
+        self._construct(train, as_feature_set(item_features))
+        train_model(self, train, valid)
+        return self
+
+    def _construct(self, train: Interactions, features: FeatureSet) -> None:
+        """A fresh network (and rating biases) for `train`, seeded."""
         self.n_users, self.n_items = train.n_users, train.n_items
         gen = torch.Generator().manual_seed(self.seed)
         # Layers such as nn.Linear draw from the global generator: seed it, then give it back.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net = self._build(train, item_features or {}, gen)
+            self.net = self._build(train, features, gen)
         mean = float(np.mean(train.value)) if len(train) else 0.0
         self.bias = RatingBias(train.n_users, train.n_items, mean) if self.loss == "mse" else None
         self._cache = None
-        train_model(self, train, valid)
+
+    def restore(self, train: Interactions, item_features: FeatureInput | None = None) -> Self:
+        """Rebuild a loaded model's network from the training data it was fitted on and put its saved
+        weights back, so content mapping and further training work as after `fit`."""
+        if self._saved_net is None:
+            raise RuntimeError(f"{type(self).__name__} has no saved network to restore")
+        cached = self._cache
+        self._construct(train, as_feature_set(item_features))
+        modules = {"net": self._network(), "bias": self.bias}
+        for prefix, module in modules.items():
+            if module is not None:
+                state = {
+                    k[len(prefix) + 1 :]: v for k, v in self._saved_net.items() if k.startswith(prefix + ".")
+                }
+                module.load_state_dict(state)
+        self._network().eval()
+        self._cache = (self._versions(), cached[1], cached[2]) if cached is not None else None
         return self
 
+    def fold_in(self, histories: sp.csr_matrix) -> np.ndarray:
+        item_vectors = self.item_vectors()
+        if self.loss == "mse":
+            return ridge_fold_in(item_vectors, histories, self.fold_in_l2, fixed_last=1)
+        return softmax_fold_in(
+            item_vectors, (sp.csr_matrix(histories) > 0).astype(np.float32), self.fold_in_l2
+        )
+
     # -- what a model defines ------------------------------------------------------------------
-    def _build(
-        self, train: Interactions, item_features: Mapping[str, np.ndarray], gen: torch.Generator
-    ) -> torch.nn.Module:
+    def _build(self, train: Interactions, item_features: FeatureSet, gen: torch.Generator) -> torch.nn.Module:
         """The trainable network; the default is plain id tables (matrix factorisation)."""
         return IdTables(train.n_users, train.n_items, self.embedding_dim, gen)
 
@@ -264,11 +297,18 @@ class NeuralRecommender(EmbeddingRecommender):
 
     def _state(self) -> dict[str, torch.Tensor]:
         user, item = self._embeddings()
-        return {"user_final": user, "item_final": item}
+        state = {"user_final": user, "item_final": item, "fold_in_l2": torch.tensor(self.fold_in_l2)}
+        if self.net is not None:
+            state.update({f"net.{k}": v for k, v in self.net.state_dict().items()})
+        if self.bias is not None:
+            state.update({f"bias.{k}": v for k, v in self.bias.state_dict().items()})
+        return state
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.net, self.bias = None, None
         self._cache = (None, state["user_final"].clone(), state["item_final"].clone())
+        self.fold_in_l2 = float(state.get("fold_in_l2", torch.tensor(1.0)))
+        self._saved_net = {k: v for k, v in state.items() if k.startswith(("net.", "bias."))} or None
 
 
 def squared_norm_of_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -279,120 +319,3 @@ def squared_norm_of_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tenso
         return table.index_select(0, rows).pow(2).sum()
     counts = torch.bincount(rows, minlength=len(table)).to(table.dtype)
     return (counts * table.pow(2).sum(1)).sum()
-
-
-def trainer_params(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The `NeuralRecommender` arguments among a subclass's `locals()`: subclasses list every
-    parameter explicitly (scikit-learn style) and pass the shared ones up with this."""
-    names = inspect.signature(NeuralRecommender.__init__).parameters
-    return {k: v for k, v in values.items() if k in names and k != "self"}
-
-
-def train_model(model: NeuralRecommender, train: Interactions, valid: Validator | None = None) -> None:
-    """Adam on shuffled mini-batches of (user, positive, sampled negatives) or (user, item, rating).
-
-    With a validator, it evaluates every `eval_every` epochs, stops after `patience` evaluations
-    without a better `valid.monitor`, and restores the best epoch's parameters; without one it runs
-    all `epochs` and keeps the last. `model.history` gets one dict per epoch.
-    """
-    rng = np.random.default_rng(model.seed)
-    if model.loss == "mse":
-        users, items = train.user.astype(np.int64), train.item.astype(np.int64)
-        values: np.ndarray | None = train.value.astype(np.float32)
-        sampler = None
-    else:
-        pairs = train.to_csr(binary=True).tocoo()
-        users, items, values = pairs.row.astype(np.int64), pairs.col.astype(np.int64), None
-        sampler = NegativeSampler(train)
-    if len(users) == 0:
-        raise ValueError("cannot train on an empty interaction set")
-    optimizer = torch.optim.Adam(model.parameters(), lr=model.lr)
-    model.history = []
-    model.best_epoch = None
-    stopping: EarlyStopping[list[torch.Tensor]] = EarlyStopping(model.patience)
-    monitor = valid.monitor if valid is not None else None
-    with _progress(model, monitor) as show:
-        for epoch in range(1, model.epochs + 1):
-            start = time.perf_counter()
-            model._on_epoch_start(rng)
-            loss = _train_epoch(model, optimizer, users, items, values, sampler, rng)
-            record: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - start}
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"{type(model).__name__} loss diverged at epoch {epoch}; lower lr")
-            if valid is not None and (epoch % model.eval_every == 0 or epoch == model.epochs):
-                start = time.perf_counter()
-                metrics = valid(model)
-                record["eval_seconds"] = time.perf_counter() - start
-                record.update(metrics)
-                if valid.monitor not in metrics:
-                    raise KeyError(f"validator returned no '{valid.monitor}'; it has {sorted(metrics)}")
-                stopping.update(
-                    metrics[valid.monitor], epoch, lambda: [p.detach().clone() for p in model.parameters()]
-                )
-                model.best_epoch = stopping.best_step
-            model.history.append(record)
-            show(record, stopping.best_score)
-            if stopping.should_stop:
-                break
-    if stopping.best_state is not None:
-        with torch.no_grad():
-            for param, best in zip(model.parameters(), stopping.best_state, strict=True):
-                param.copy_(best)
-
-
-def _train_epoch(
-    model: NeuralRecommender,
-    optimizer: torch.optim.Optimizer,
-    users: np.ndarray,
-    items: np.ndarray,
-    values: np.ndarray | None,
-    sampler: NegativeSampler | None,
-    rng: np.random.Generator,
-) -> float:
-    """One pass over every training pair in a fresh random order; returns the mean loss."""
-    order = rng.permutation(len(users))
-    batch_users = torch.from_numpy(users[order])
-    batch_pos = torch.from_numpy(items[order])
-    batch_values = None if values is None else torch.from_numpy(values[order])
-    starts = range(0, len(order), model.batch_size)
-    shared = sampler is not None and model.shared_negatives  # one row of negatives per batch
-    if sampler is None:
-        batch_neg = torch.zeros((len(order), 0), dtype=torch.long)
-    elif shared:
-        batch_neg = torch.from_numpy(rng.integers(0, sampler.n_items, size=(len(starts), model.n_negatives)))
-    else:
-        drawn = sampler.sample(np.repeat(users[order], model.n_negatives), rng)
-        batch_neg = torch.from_numpy(drawn.reshape(len(order), model.n_negatives))
-    total = 0.0
-    for b, lo in enumerate(starts):
-        hi = lo + model.batch_size
-        vals = None if batch_values is None else batch_values[lo:hi]
-        neg = batch_neg[b] if shared else batch_neg[lo:hi]
-        loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], neg, vals)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(batch_users[lo:hi])
-    return total / len(order)
-
-
-@contextmanager
-def _progress(
-    model: NeuralRecommender, monitor: str | None
-) -> Iterator[Callable[[dict[str, Any], float], None]]:
-    """A rich progress bar over epochs, or a no-op when the model is quiet."""
-    if model.quiet:
-        yield lambda record, best: None
-        return
-    from rich.progress import Progress
-
-    with Progress() as bar:
-        task = bar.add_task(type(model).__name__, total=model.epochs)
-
-        def update(record: dict[str, Any], best: float) -> None:
-            text = f"{type(model).__name__} epoch {record['epoch']}: loss {record['loss']:.4f}"
-            if monitor is not None and math.isfinite(best):
-                text += f", best {monitor} {best:.4f}"
-            bar.update(task, advance=1, description=text)
-
-        yield update

@@ -1,0 +1,136 @@
+"""The one training loop for every embedding model.
+
+One loop for the whole zoo keeps the protocol identical across models: the same negative sampler,
+the same seeding, the same selectable loss, the same early stopping on the validator's metric and
+the same restored best epoch. A model that needs no negatives (BM3 is negative-free) says so with
+`samples_negatives = False`, and the loop draws none for it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from crossrec.data.schema import Interactions
+from crossrec.models.base import Validator
+from crossrec.models.sampling import NegativeSampler
+from crossrec.training import EarlyStopping
+
+if TYPE_CHECKING:
+    from crossrec.models.neural import NeuralRecommender
+
+
+def train_model(model: NeuralRecommender, train: Interactions, valid: Validator | None = None) -> None:
+    """Adam on shuffled mini-batches of (user, positive, sampled negatives) or (user, item, rating).
+
+    With a validator, it evaluates every `eval_every` epochs, stops after `patience` evaluations
+    without a better `valid.monitor`, and restores the best epoch's parameters; without one it runs
+    all `epochs` and keeps the last. `model.history` gets one dict per epoch.
+    """
+    rng = np.random.default_rng(model.seed)
+    if model.loss == "mse":
+        users, items = train.user.astype(np.int64), train.item.astype(np.int64)
+        values: np.ndarray | None = train.value.astype(np.float32)
+        sampler = None
+    else:
+        pairs = train.to_csr(binary=True).tocoo()
+        users, items, values = pairs.row.astype(np.int64), pairs.col.astype(np.int64), None
+        sampler = NegativeSampler(train) if model.samples_negatives else None
+    if len(users) == 0:
+        raise ValueError("cannot train on an empty interaction set")
+    optimizer = torch.optim.Adam(model.parameters(), lr=model.lr)
+    model.history = []
+    model.best_epoch = None
+    stopping: EarlyStopping[list[torch.Tensor]] = EarlyStopping(model.patience)
+    monitor = valid.monitor if valid is not None else None
+    with _progress(model, monitor) as show:
+        for epoch in range(1, model.epochs + 1):
+            start = time.perf_counter()
+            model._on_epoch_start(rng)
+            loss = _train_epoch(model, optimizer, users, items, values, sampler, rng)
+            record: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - start}
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"{type(model).__name__} loss diverged at epoch {epoch}; lower lr")
+            if valid is not None and (epoch % model.eval_every == 0 or epoch == model.epochs):
+                start = time.perf_counter()
+                metrics = valid(model)
+                record["eval_seconds"] = time.perf_counter() - start
+                record.update(metrics)
+                if valid.monitor not in metrics:
+                    raise KeyError(f"validator returned no '{valid.monitor}'; it has {sorted(metrics)}")
+                stopping.update(
+                    metrics[valid.monitor], epoch, lambda: [p.detach().clone() for p in model.parameters()]
+                )
+                model.best_epoch = stopping.best_step
+            model.history.append(record)
+            show(record, stopping.best_score)
+            if stopping.should_stop:
+                break
+    if stopping.best_state is not None:
+        with torch.no_grad():
+            for param, best in zip(model.parameters(), stopping.best_state, strict=True):
+                param.copy_(best)
+
+
+def _train_epoch(
+    model: NeuralRecommender,
+    optimizer: torch.optim.Optimizer,
+    users: np.ndarray,
+    items: np.ndarray,
+    values: np.ndarray | None,
+    sampler: NegativeSampler | None,
+    rng: np.random.Generator,
+) -> float:
+    """One pass over every training pair in a fresh random order; returns the mean loss."""
+    order = rng.permutation(len(users))
+    batch_users = torch.from_numpy(users[order])
+    batch_pos = torch.from_numpy(items[order])
+    batch_values = None if values is None else torch.from_numpy(values[order])
+    starts = range(0, len(order), model.batch_size)
+    shared = sampler is not None and model.shared_negatives  # one row of negatives per batch
+    if sampler is None:
+        batch_neg = torch.zeros((len(order), 0), dtype=torch.long)
+    elif shared:
+        batch_neg = torch.from_numpy(rng.integers(0, sampler.n_items, size=(len(starts), model.n_negatives)))
+    else:
+        drawn = sampler.sample(np.repeat(users[order], model.n_negatives), rng)
+        batch_neg = torch.from_numpy(drawn.reshape(len(order), model.n_negatives))
+    total = 0.0
+    for b, lo in enumerate(starts):
+        hi = lo + model.batch_size
+        vals = None if batch_values is None else batch_values[lo:hi]
+        neg = batch_neg[b] if shared else batch_neg[lo:hi]
+        loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], neg, vals)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch_users[lo:hi])
+    return total / len(order)
+
+
+@contextmanager
+def _progress(
+    model: NeuralRecommender, monitor: str | None
+) -> Iterator[Callable[[dict[str, Any], float], None]]:
+    """A rich progress bar over epochs, or a no-op when the model is quiet."""
+    if model.quiet:
+        yield lambda record, best: None
+        return
+    from rich.progress import Progress
+
+    with Progress() as bar:
+        task = bar.add_task(type(model).__name__, total=model.epochs)
+
+        def update(record: dict[str, Any], best: float) -> None:
+            text = f"{type(model).__name__} epoch {record['epoch']}: loss {record['loss']:.4f}"
+            if monitor is not None and math.isfinite(best):
+                text += f", best {monitor} {best:.4f}"
+            bar.update(task, advance=1, description=text)
+
+        yield update
