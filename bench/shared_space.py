@@ -24,7 +24,7 @@ from crossrec.config import load_config
 from crossrec.data.loaders import load_dataset
 from crossrec.encoders.build import build_encoder
 from crossrec.io import write_json_atomic
-from crossrec.pipeline import encode_items
+from crossrec.experiment import encode_items
 
 GENRE_QUERIES = {
     "Action": "an explosive action film",

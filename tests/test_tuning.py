@@ -63,9 +63,9 @@ def test_timeout_stops_the_search_early():
     assert result.best_value == max(t.value for t in result.trials)
 
 
-def test_quiet_search_restores_optuna_logging_and_needs_a_space():
+def test_search_restores_optuna_logging_and_needs_a_space():
     optuna.logging.set_verbosity(optuna.logging.INFO)
-    tune_model(_toy({"k": SPACE["k"]}), TuneConfig(trials=1), lambda p: 0.0, quiet=True)
+    tune_model(_toy({"k": SPACE["k"]}), TuneConfig(trials=1), lambda p: 0.0)
     assert optuna.logging.get_verbosity() == optuna.logging.INFO
     with pytest.raises(ValueError, match="no search space"):
         tune_model(ModelConfig(name="mostpop"), TuneConfig(trials=1), lambda p: 0.0)
@@ -80,3 +80,21 @@ def test_a_budget_covering_a_categorical_grid_tries_every_point_once():
     result = tune_model(_toy(grid), TuneConfig(trials=6, seed=0), _objective(seen))
     assert sorted((p["k"], p["kind"]) for p in seen) == [(10, "a"), (10, "b"), (20, "a"), (20, "b")]
     assert result.best_params == {"k": 20, "kind": "b"}
+
+
+def test_a_resumed_search_proposes_what_the_uninterrupted_one_did():
+    """The interrupted search's finished trials are replayed, not retrained, and the rest repeat."""
+    full = tune_model(_toy(SPACE), TuneConfig(trials=14, seed=2), _objective([]))
+    seen: list[dict] = []
+    resumed = tune_model(
+        _toy(SPACE), TuneConfig(trials=14, seed=2), _objective(seen), history=full.trials[:11]
+    )
+    assert len(seen) == 3  # only the missing trials trained
+    assert [t.params for t in resumed.trials] == [t.params for t in full.trials]
+    assert resumed.best_params == full.best_params and resumed.sampler == "tpe"
+
+
+def test_the_sampler_is_named_for_what_ran():
+    grid = {"kind": CategoricalSpec(type="categorical", choices=["a", "b"])}
+    assert tune_model(_toy(grid), TuneConfig(trials=2), lambda p: 1.0).sampler == "grid"
+    assert tune_model(_toy(grid), TuneConfig(trials=1), lambda p: 1.0).sampler == "tpe"

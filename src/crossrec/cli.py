@@ -42,27 +42,44 @@ def _print_table(payload: dict) -> None:
         console.print(payload["significance_sentence"])
 
 
-def _run(config: Path | str, overrides: list[str], quiet: bool) -> None:
-    from crossrec.pipeline import run_experiment
+def _fail(exc: BaseException) -> typer.Exit:
+    """One plain line for the user instead of a traceback."""
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+def _run(config: Path | str | None, overrides: list[str], quiet: bool, resume: Path | None = None) -> None:
+    from crossrec.experiment import resume_experiment, run_experiment
 
     try:
-        result = run_experiment(config, overrides, quiet=quiet)
+        if resume is not None:
+            if overrides:
+                raise CrossrecError("--resume continues a run from its own config: drop --set")
+            result = resume_experiment(resume, quiet=quiet)
+        else:
+            result = run_experiment(config, overrides, quiet=quiet)  # type: ignore[arg-type]
     except CrossrecError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=2) from None
+        raise _fail(exc) from None
     _print_table(result.payload)
+    if result.bundle_dir is not None:
+        console.print(f"bundle: {result.bundle_dir}")
 
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="experiment YAML")],
+    config: Annotated[Path | None, typer.Argument(help="experiment YAML")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="override a config value: key.path=value (repeatable)")
     ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="continue an interrupted run from its folder (RUN_DIR)")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
-    """Run dataset -> split -> models -> evaluation, writing runs/<name>/ with report.md."""
-    _run(config, set_ or [], quiet)
+    """Run dataset -> split -> models -> evaluation, writing runs/<name>/ with report.md and a bundle."""
+    if (config is None) == (resume is None):
+        raise _fail(CrossrecError("give an experiment YAML, or --resume RUN_DIR"))
+    _run(config, set_ or [], quiet, resume)
 
 
 @app.command()
@@ -76,15 +93,14 @@ def encode(
     """Encode a dataset's item content into the embedding cache (resumable; re-runs reuse the cache)."""
     from crossrec.config import load_config
     from crossrec.data.loaders import load_dataset
-    from crossrec.pipeline import encode_items
+    from crossrec.experiment import encode_items
 
     try:
         cfg = load_config(config, set_ or [])
         dataset = load_dataset(cfg.dataset.format, cfg.dataset.path, **cfg.dataset.options)
         result = encode_items(cfg, dataset, quiet=quiet)
     except CrossrecError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=2) from None
+        raise _fail(exc) from None
     assert cfg.encode is not None
     report_path = result.report.save(Path(cfg.encode.cache_dir) / f"ingest_report-{cfg.name}.json")
     console.print(result.report.summary())

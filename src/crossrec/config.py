@@ -132,6 +132,13 @@ class ReportConfig(_Strict):
     tensorboard: bool = False
 
 
+class BundleConfig(_Strict):
+    """The run bundle (run_dir/bundle): the trained models and what serving needs beside them."""
+
+    write: bool = True
+    all_seeds: bool = False  # also keep every seed's model, not only the one chosen by validation
+
+
 class EncodeConfig(_Strict):
     """Which pretrained encoders turn item content into vectors (cached by content hash)."""
 
@@ -153,6 +160,7 @@ class Config(_Strict):
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="mostpop")])
     tune: TuneConfig = Field(default_factory=TuneConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    bundle: BundleConfig = Field(default_factory=BundleConfig)
 
     @property
     def run_dir(self) -> Path:

@@ -1,22 +1,31 @@
-"""Hyper-parameter search with Optuna's TPE sampler, on validation only.
+"""Hyper-parameter search on validation only, one trial at a time and replayable.
 
-The search knows nothing of data or models: `fit_and_validate(params)` trains one configuration and
-returns its validation score, so the pipeline decides what is read (never the test split) and tests
-can drive the search with a toy objective.
+The search knows nothing of data or models: `next_params(history)` proposes the next configuration
+from the trials finished so far, and the runner trains it (a unit of work on any executor) and
+records its validation score. Each proposal depends only on the history and the trial number (the
+sampler is seeded with `tune.seed + trial number` and the history is replayed into a fresh study),
+so a run resumed after an interruption proposes exactly what the uninterrupted run would have.
+
+An all-categorical space whose grid fits the budget is searched exhaustively, in a seeded order;
+anything else uses Optuna's TPE sampler.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 
 from crossrec.config import CategoricalSpec, FloatSpec, IntSpec, ModelConfig, TuneConfig
+
+SAMPLERS = {"grid": "grid-search (every point once)", "tpe": "Optuna TPE"}
 
 
 @dataclass(frozen=True)
@@ -36,53 +45,90 @@ class TuneResult:
     best_params: dict[str, Any]
     best_value: float
     trials: list[TrialRecord]
+    sampler: str
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "best_params": self.best_params,
             "best_value": self.best_value,
+            "sampler": self.sampler,
             "trials": [asdict(t) for t in self.trials],
         }
 
 
-def _suggest(trial: optuna.Trial, search: dict[str, FloatSpec | IntSpec | CategoricalSpec]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+def _distributions(search: dict[str, Any]) -> dict[str, optuna.distributions.BaseDistribution]:
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
     for name, spec in search.items():
         if isinstance(spec, FloatSpec):
-            params[name] = trial.suggest_float(name, spec.low, spec.high, log=spec.log)
+            out[name] = optuna.distributions.FloatDistribution(spec.low, spec.high, log=spec.log)
         elif isinstance(spec, IntSpec):
-            params[name] = trial.suggest_int(name, spec.low, spec.high, log=spec.log)
+            out[name] = optuna.distributions.IntDistribution(spec.low, spec.high, log=spec.log)
         else:
-            params[name] = trial.suggest_categorical(name, spec.choices)
-    return params
+            out[name] = optuna.distributions.CategoricalDistribution(spec.choices)
+    return out
+
+
+def _grid(search: dict[str, FloatSpec | IntSpec | CategoricalSpec]) -> list[dict[str, Any]] | None:
+    """Every point of the search space when every parameter is categorical, else None."""
+    if not all(isinstance(spec, CategoricalSpec) for spec in search.values()):
+        return None
+    names = list(search)
+    choices = [search[n].choices for n in names]  # type: ignore[union-attr]
+    return [dict(zip(names, point, strict=True)) for point in itertools.product(*choices)]
+
+
+def sampler_name(model_cfg: ModelConfig, tune_cfg: TuneConfig) -> str:
+    """`grid` when the budget covers an all-categorical space (random start-up draws would repeat
+    points and miss others), else `tpe`."""
+    grid = _grid(model_cfg.search)
+    return "grid" if grid is not None and tune_cfg.trials >= len(grid) else "tpe"
 
 
 @contextmanager
-def _optuna_verbosity(quiet: bool) -> Iterator[None]:
-    """Optuna logs every trial at INFO; a quiet run should print nothing, and leave the level as it was."""
+def _quiet_optuna() -> Iterator[None]:
     previous = optuna.logging.get_verbosity()
-    if quiet:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         yield
     finally:
         optuna.logging.set_verbosity(previous)
 
 
-def _grid(search: dict[str, FloatSpec | IntSpec | CategoricalSpec]) -> dict[str, list[Any]] | None:
-    """The search space as a grid when every parameter is categorical, else None."""
-    if all(isinstance(spec, CategoricalSpec) for spec in search.values()):
-        return {name: list(spec.choices) for name, spec in search.items()}  # type: ignore[union-attr]
-    return None
+def next_params(
+    model_cfg: ModelConfig, tune_cfg: TuneConfig, history: list[TrialRecord]
+) -> dict[str, Any] | None:
+    """The sampled parameters of the next trial, or None when the search is over (budget spent, grid
+    exhausted, or `timeout_s` used up by the finished trials)."""
+    if not model_cfg.search:
+        raise ValueError(f"model '{model_cfg.display_name}' has no search space to tune")
+    if len(history) >= tune_cfg.trials:
+        return None
+    if tune_cfg.timeout_s is not None and sum(t.seconds for t in history) >= tune_cfg.timeout_s:
+        return None
+    if sampler_name(model_cfg, tune_cfg) == "grid":
+        grid = _grid(model_cfg.search)
+        assert grid is not None
+        order = np.random.default_rng(tune_cfg.seed).permutation(len(grid))
+        tried = [t.params for t in history]
+        return next((grid[i] for i in order if grid[i] not in tried), None)
+    distributions = _distributions(model_cfg.search)
+    with _quiet_optuna():
+        sampler = optuna.samplers.TPESampler(seed=tune_cfg.seed + len(history))
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for t in history:
+            study.add_trial(
+                optuna.trial.create_trial(params=t.params, distributions=distributions, value=t.value)
+            )
+        return dict(study.ask(distributions).params)
 
 
-def _sampler(model_cfg: ModelConfig, tune_cfg: TuneConfig) -> optuna.samplers.BaseSampler:
-    """TPE, except when the budget covers an all-categorical space: then every point of the grid is
-    tried once (random sampling in TPE's start-up phase would repeat points and miss others)."""
-    grid = _grid(model_cfg.search)
-    if grid is not None and tune_cfg.trials >= math.prod(len(v) for v in grid.values()):
-        return optuna.samplers.GridSampler(grid, seed=tune_cfg.seed)
-    return optuna.samplers.TPESampler(seed=tune_cfg.seed)
+def tune_result(model_cfg: ModelConfig, tune_cfg: TuneConfig, history: list[TrialRecord]) -> TuneResult:
+    """The best trial (the first among equals) of a finished search."""
+    if not history:
+        raise ValueError(f"model '{model_cfg.display_name}': no trial finished")
+    finite = [t for t in history if math.isfinite(t.value)] or history
+    best = max(finite, key=lambda t: t.value)
+    return TuneResult(dict(best.params), float(best.value), list(history), sampler_name(model_cfg, tune_cfg))
 
 
 def tune_model(
@@ -90,23 +136,18 @@ def tune_model(
     tune_cfg: TuneConfig,
     fit_and_validate: Callable[[dict[str, Any]], float],
     *,
-    quiet: bool = True,
+    history: Sequence[TrialRecord] = (),
+    on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> TuneResult:
-    """Maximise `fit_and_validate(fixed params + sampled params)` over `model_cfg.search` in at most
-    `tune_cfg.trials` trials (fewer if `timeout_s` runs out); the sampler is seeded, so a search repeats."""
-    if not model_cfg.search:
-        raise ValueError(f"model '{model_cfg.display_name}' has no search space to tune")
-    records: list[TrialRecord] = []
-
-    def objective(trial: optuna.Trial) -> float:
-        sampled = _suggest(trial, model_cfg.search)
+    """Maximise `fit_and_validate(fixed params + sampled params)` over `model_cfg.search` within
+    `tune_cfg.trials` trials (fewer if `timeout_s` runs out). `history` holds trials finished before
+    an interruption (they are not trained again); `on_trial` records each new one as it finishes."""
+    trials = list(history)
+    while (sampled := next_params(model_cfg, tune_cfg, trials)) is not None:
         start = time.perf_counter()
         value = float(fit_and_validate({**model_cfg.params, **sampled}))
-        records.append(TrialRecord(trial.number, sampled, value, time.perf_counter() - start))
-        return value
-
-    with _optuna_verbosity(quiet):
-        study = optuna.create_study(direction="maximize", sampler=_sampler(model_cfg, tune_cfg))
-        study.optimize(objective, n_trials=tune_cfg.trials, timeout=tune_cfg.timeout_s)
-    best = study.best_trial
-    return TuneResult(dict(best.params), float(best.value), records)
+        record = TrialRecord(len(trials), sampled, value, time.perf_counter() - start)
+        trials.append(record)
+        if on_trial is not None:
+            on_trial(record)
+    return tune_result(model_cfg, tune_cfg, trials)

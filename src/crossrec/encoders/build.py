@@ -18,7 +18,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from crossrec.data.schema import Dataset
+from crossrec.data.features import ItemFeatures
+from crossrec.data.schema import Dataset, Interactions, ItemContent
 from crossrec.encoders.audio import AisfxEncoder
 from crossrec.encoders.base import MAIN_OUTPUT, BadInput, Encoder, Loaded
 from crossrec.encoders.cache import EmbeddingCache, content_key, file_key
@@ -90,12 +91,22 @@ ENCODERS.register("aisfx", AisfxEncoder)
 
 
 class EncodeResult(NamedTuple):
-    """`vectors[name]`: (n_items, d) float32, zero rows where `present[name]` is False (no input, or
-    skipped: see `report`). Names: the modality for its embedding, "<modality>_<output>" for extras."""
+    """`vectors[name]`: (n_items, d) float32, zero rows where `present[name]` is False (no input,
+    outside the `max_items` slice, or skipped: see `report`). Names: the modality for its embedding,
+    "<modality>_<output>" for extras; `fingerprints[name]` is the encoder that made them."""
 
     vectors: dict[str, np.ndarray]
     present: dict[str, np.ndarray]
     report: IngestReport
+    fingerprints: dict[str, str] = {}  # noqa: RUF012 (a NamedTuple default, never mutated)
+
+    @property
+    def features(self) -> dict[str, ItemFeatures]:
+        """The vectors as the one item-features type the later stages read."""
+        return {
+            name: ItemFeatures(matrix, self.present[name], self.fingerprints.get(name, name))
+            for name, matrix in self.vectors.items()
+        }
 
 
 def parse_config(config: EncodersConfig | Mapping[str, Any] | None) -> EncodersConfig:
@@ -148,17 +159,32 @@ def encode_dataset(
     threads: int | None = None,
     progress: bool = True,
     on_batch: BatchHook | None = None,
+    max_items: int | None = None,
 ) -> EncodeResult:
     """Encode every configured modality the dataset has; cached content is not encoded again.
 
     `encoders` supplies ready encoders by modality (reused across calls; otherwise built from the
     config). `on_batch(modality, done, pending)` runs after each batch is safely cached: a hook for
-    progress reporting and benchmarks.
+    progress reporting and benchmarks. `max_items` encodes only the most-interacted items (a quick
+    slice); the others come back absent.
     """
+    rows = items_to_encode(dataset, max_items)
+    if len(rows) < dataset.n_items:
+        sliced = encode_dataset(
+            content_subset(dataset, rows),
+            encoders_config,
+            cache_dir,
+            encoders=encoders,
+            threads=threads,
+            progress=progress,
+            on_batch=on_batch,
+        )
+        return _widen(sliced, rows, dataset.n_items)
     config = parse_config(encoders_config)
     report = IngestReport()
     vectors: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}
+    fingerprints: dict[str, str] = {}
     inputs = _modality_inputs(dataset, config, report)
     with _torch_threads(threads), _progress(progress) as bar:
         for modality, (modality_config, raws, sources) in inputs.items():
@@ -176,7 +202,38 @@ def encode_dataset(
                 else:
                     name = f"{modality}_{output}"
                 vectors[name], present[name] = matrix, mask
-    return EncodeResult(vectors, present, report)
+                fingerprints[name] = encoder.fingerprint
+    return EncodeResult(vectors, present, report, fingerprints)
+
+
+def items_to_encode(dataset: Dataset, max_items: int | None) -> np.ndarray:
+    """All items, or the `max_items` most-interacted ones (ties by index) for a quick slice."""
+    if max_items is None or max_items >= dataset.n_items:
+        return np.arange(dataset.n_items)
+    counts = dataset.interactions.item_counts()
+    return np.sort(np.argsort(-counts, kind="stable")[:max_items])
+
+
+def content_subset(dataset: Dataset, rows: np.ndarray) -> Dataset:
+    """The content of `rows` only, as a dataset of its own (no interactions)."""
+    c = dataset.content
+    pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
+    content = ItemContent(
+        text={k: pick(v) for k, v in c.text.items()}, image=pick(c.image), audio=pick(c.audio)
+    )
+    empty = Interactions([], [], [], dataset.n_users, len(rows))
+    return Dataset(dataset.name, dataset.user_ids, dataset.item_ids[rows], empty, content)
+
+
+def _widen(result: EncodeResult, rows: np.ndarray, n_items: int) -> EncodeResult:
+    """A slice's vectors back in the full item space, absent outside the slice."""
+    vectors, present = {}, {}
+    for name, matrix in result.vectors.items():
+        vectors[name] = np.zeros((n_items, matrix.shape[1]), dtype=np.float32)
+        vectors[name][rows] = matrix
+        present[name] = np.zeros(n_items, dtype=bool)
+        present[name][rows] = result.present[name]
+    return EncodeResult(vectors, present, result.report, result.fingerprints)
 
 
 def _modality_inputs(

@@ -10,6 +10,7 @@ ALS) and `can_embed_content` (an item vector from item features, for an item the
 from __future__ import annotations
 
 import inspect
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -113,32 +114,41 @@ class Recommender(ABC):
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore what `_state` returned."""
 
-    def save(self, path: str | Path) -> Path:
-        """Saved under its registry name, so `load` never imports a path read from a file."""
+    def _payload(self) -> dict[str, Any]:
         from crossrec.models import MODELS
 
-        payload = {
+        return {
             "model": MODELS.name_of(type(self)),
             "params": self.get_params(),
             "shape": [self.n_users, self.n_items],
             "state": self._state(),
         }
+
+    def save(self, path: str | Path) -> Path:
+        """Saved under its registry name, so `load` never imports a path read from a file."""
         with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+            torch.save(self._payload(), tmp)
         return Path(path)
 
+    def to_bytes(self) -> bytes:
+        """The saved form in memory (what a unit of work sends back from another process)."""
+        buffer = io.BytesIO()
+        torch.save(self._payload(), buffer)
+        return buffer.getvalue()
+
     @classmethod
-    def load(cls, path: str | Path) -> Recommender:
-        """A saved model; its class comes from the model registry by name."""
+    def load(cls, source: str | Path | bytes) -> Recommender:
+        """A saved model (a file, or `to_bytes` output); its class comes from the model registry."""
         from crossrec.models import MODELS
 
-        payload = torch.load(path, weights_only=True)
+        where = "model bytes" if isinstance(source, bytes) else str(source)
+        payload = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, weights_only=True)
         name = payload.get("model")
         if not isinstance(name, str) or name not in MODELS:
-            raise ConfigError(f"{path}: names no registered model ({name!r}); known: {', '.join(MODELS)}")
+            raise ConfigError(f"{where}: names no registered model ({name!r}); known: {', '.join(MODELS)}")
         model_cls = MODELS[name]
         if not issubclass(model_cls, cls):
-            raise ConfigError(f"{path}: holds a {model_cls.__name__}, not a {cls.__name__}")
+            raise ConfigError(f"{where}: holds a {model_cls.__name__}, not a {cls.__name__}")
         model = model_cls(**payload["params"])
         model.n_users, model.n_items = (int(x) for x in payload["shape"])
         model._load_state(payload["state"])

@@ -9,7 +9,7 @@ import pytest
 
 from crossrec.data.schema import Split
 from crossrec.errors import ConfigError
-from crossrec.pipeline import run_experiment
+from crossrec.experiment import run_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +123,8 @@ def _cold_config(shared_data, tmp_path, **eval_cfg):
 
 
 def test_tuned_cold_item_run_reads_test_once_per_seed(shared_data, tmp_path, monkeypatch):
-    from crossrec import pipeline
     from crossrec.eval.ranking import RankingEvaluator
+    from crossrec.experiment import protocol, units
     from crossrec.models import MostPop
 
     test_evaluators, reads, builds = [], [], []
@@ -143,11 +143,11 @@ def test_tuned_cold_item_run_reads_test_once_per_seed(shared_data, tmp_path, mon
         builds.append((name, params))
         return build_model(name, **params)
 
-    evaluator_for, build_model = pipeline.evaluator_for, pipeline.build_model
+    evaluator_for, build_model = protocol.evaluator_for, units.build_model
     evaluate = RankingEvaluator.evaluate
-    monkeypatch.setattr(pipeline, "evaluator_for", tagging_evaluator_for)
+    monkeypatch.setattr(protocol, "evaluator_for", tagging_evaluator_for)
     monkeypatch.setattr(RankingEvaluator, "evaluate", counting_evaluate)
-    monkeypatch.setattr(pipeline, "build_model", recording_build)
+    monkeypatch.setattr(units, "build_model", recording_build)
     monkeypatch.setattr(MostPop, "predicts_ratings", property(lambda self: True))
 
     result = run_experiment(_cold_config(shared_data, tmp_path), quiet=True)
@@ -217,7 +217,7 @@ def test_cold_start_selection_reads_cold_validation(shared_data, tmp_path):
 )
 def test_the_best_model_is_compared_with_the_strongest_baseline(baselines, expected):
     from crossrec.config import load_config
-    from crossrec.pipeline import _opponent
+    from crossrec.experiment.protocol import opponent as _opponent
 
     names = ["mostpop", "itemknn", "bpr"]
     config = load_config({"models": [{"name": n, "baseline": n in baselines} for n in names]})
