@@ -23,8 +23,8 @@ from crossrec.align import LabelBridge, SharedSpace, imagenet_label_names, paire
 from crossrec.config import load_config
 from crossrec.data.loaders import load_dataset
 from crossrec.encoders.build import build_encoder
-from crossrec.io import write_json_atomic
 from crossrec.experiment import encode_items
+from crossrec.io import write_json_atomic
 
 GENRE_QUERIES = {
     "Action": "an explosive action film",
