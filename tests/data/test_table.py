@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,16 @@ def test_missing_image_file_and_bad_features(tmp_path: Path, ratings_csv: Path, 
     np.save(tmp_path / "f.npy", features)
     with pytest.raises(DataError, match=r"f\.npy, row 8, field 'x': 1 feature rows contain NaN"):
         load_table(ratings_csv, columns=COLUMNS, feature_files={"x": tmp_path / "f.npy"})
+
+
+def test_npy_files_left_out_are_named(tmp_path: Path, ratings_csv: Path) -> None:
+    n_items = pd.read_csv(ratings_csv)["movieId"].nunique()
+    np.save(tmp_path / "all-MiniLM-L6-v2.npy", np.ones((n_items, 3), dtype=np.float32))
+    with pytest.warns(UserWarning, match=r"not reading all-MiniLM-L6-v2\.npy .*feature_files: \{all-MiniLM"):
+        assert load_table(ratings_csv, columns=COLUMNS).content.features == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_table(
+            "ratings.csv", columns=COLUMNS, base_dir=tmp_path, feature_files={"text": "all-MiniLM-L6-v2.npy"}
+        )
+    assert data.content.features["text"].shape == (n_items, 3)

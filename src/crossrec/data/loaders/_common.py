@@ -8,6 +8,8 @@ several lines shift the count.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,9 +173,31 @@ def text_list(values: pd.Series) -> list[str | None]:
     return text.astype(object).where(text.notna(), None).tolist()
 
 
-def find_feature_files(folder: Path) -> dict[str, Path]:
-    """`<name>_feat.npy` files in `folder`, keyed by modality name (image_feat.npy -> "image")."""
-    return {p.name[: -len("_feat.npy")]: p for p in sorted(folder.glob("*_feat.npy"))}
+def feature_file_paths(
+    folder: Path, feature_files: Mapping[str, str | Path] | None, *, discover: bool = True
+) -> dict[str, Path]:
+    """Feature name -> .npy file: `feature_files` (relative paths resolve against `folder`) when given,
+    else with `discover` every `<name>_feat.npy` in `folder` (image_feat.npy -> "image"). Other .npy
+    files in `folder` are named in a warning with the option that maps them: skipping them silently
+    left a run without its features, to fail only at fit time."""
+    if feature_files is not None:
+        chosen = {str(name): folder / file for name, file in feature_files.items()}
+        rule = "not in the feature_files option"
+    elif discover:
+        chosen = {p.name[: -len("_feat.npy")]: p for p in sorted(folder.glob("*_feat.npy"))}
+        rule = "only <name>_feat.npy files are found without the feature_files option"
+    else:
+        chosen, rule = {}, "this format reads .npy files only through the feature_files option"
+    used = {path.resolve() for path in chosen.values()}
+    unused = [p for p in sorted(folder.glob("*.npy")) if p.resolve() not in used]
+    if unused:
+        example = ", ".join(f"{p.stem}: {p.name}" for p in unused)
+        warnings.warn(
+            f"{folder}: not reading {', '.join(p.name for p in unused)} ({rule}); to use them, map "
+            f"feature names to files in the dataset options, e.g. feature_files: {{{example}}}",
+            stacklevel=3,
+        )
+    return chosen
 
 
 def read_npy(path: str | Path, name: str) -> np.ndarray:

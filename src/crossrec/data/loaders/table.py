@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crossrec.data.loaders._common import Table, read_npy, read_table, text_list
+from crossrec.data.loaders._common import Table, feature_file_paths, read_npy, read_table, text_list
 from crossrec.data.schema import Dataset, Interactions, ItemContent, check_feature_matrix
 from crossrec.errors import ConfigError
 
@@ -37,7 +37,8 @@ def load_table(
     interacted with still exist), the catalog's row order; without it, sorted item ids.
     `item_columns` maps "id" (default: the interactions' item column name), "image" and "audio"
     (file paths; must exist; empty cells mean none) and any other key -> a text field of that name.
-    `feature_files` maps a feature name to a .npy matrix with one row per item.
+    `feature_files` maps a feature name to a .npy matrix with one row per item; other .npy files in
+    `base_dir` (or beside the interactions file) are named in a warning.
 
     Relative paths (files, and the image / audio cells) resolve against `base_dir` when given;
     otherwise files resolve against the working directory and media cells against the items file's
@@ -65,8 +66,12 @@ def load_table(
         item = catalog_ids.get_indexer(raw_items)
         table.reject(item < 0, cols["item"], "item {value} is not in the items table " + items_path.name)
     n_items = len(item_ids)
-    for feature, file in (feature_files or {}).items():
-        path = _resolve(file, base)
+    # Resolved here (against base_dir or the working directory); .npy files left out beside the
+    # data are named in a warning.
+    files = None
+    if feature_files is not None:
+        files = {feature: _resolve(file, base).absolute() for feature, file in feature_files.items()}
+    for feature, path in feature_file_paths(base or inter_path.parent, files, discover=False).items():
         content.features[feature] = read_npy(path, feature)
         check_feature_matrix(content.features[feature], n_items, source=str(path), name=feature)
 
