@@ -28,7 +28,8 @@ class DatasetConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    method: Literal["shipped", "random", "temporal", "cold_item"] = "temporal"
+    # auto: the split the dataset ships (MMRec, DiffMM), else temporal (data/splits.py make_split)
+    method: Literal["auto", "shipped", "random", "temporal", "cold_item"] = "auto"
     seed: int = 0
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     holdout: int | float = 1

@@ -89,6 +89,25 @@ def test_save_load_round_trip(movielens: Dataset, tmp_path: Path) -> None:
             assert np.array_equal(getattr(a, field), getattr(b, field))
 
 
+def test_one_default_split_shipped_when_the_data_has_one_else_temporal(
+    movielens: Dataset, mini_diffmm: Path
+) -> None:
+    from crossrec.config import SplitConfig
+    from crossrec.data.loaders import load_diffmm
+
+    assert SplitConfig().method == "auto"  # the CLI (config) default and the Python default agree
+    shipped = load_diffmm(mini_diffmm)
+    assert make_split(shipped) is shipped.split and make_split(shipped, SplitConfig().method) is shipped.split
+    default = make_split(movielens, holdout=2)
+    assert default.name == "temporal-2"
+    assert len(default.test) == len(temporal_split(movielens.interactions, holdout=2).test)
+    inter = movielens.interactions
+    no_time = Interactions(inter.user, inter.item, inter.value, inter.n_users, inter.n_items)
+    untimed = Dataset("untimed", movielens.user_ids, movielens.item_ids, no_time)
+    with pytest.raises(ConfigError, match=r"ships no split and has no timestamps.*random or cold_item"):
+        make_split(untimed)
+
+
 def test_split_config_errors(movielens: Dataset) -> None:
     with pytest.raises(ConfigError, match="ships no split"):
         make_split(movielens, "shipped")
