@@ -223,3 +223,30 @@ def test_the_best_model_is_compared_with_the_strongest_baseline(baselines, expec
     config = load_config({"models": [{"name": n, "baseline": n in baselines} for n in names]})
     assert _opponent(config, ["bpr", "itemknn", "mostpop"]) == expected
     assert _opponent(config, ["bpr"]) is None
+
+
+def test_mmrec_protocol_leaves_validation_items_unmasked_at_test(shared_data, tmp_path):
+    config = {
+        "output_dir": str(tmp_path),
+        "dataset": {"format": "movielens", "path": str(shared_data / "movielens-small")},
+        "split": {"method": "random"},
+        "models": [{"name": "mostpop"}],
+        "report": {"plots": False},
+    }
+    runs = {
+        protocol: run_experiment({**config, "name": protocol, "eval": {"protocol": protocol}}, quiet=True)
+        for protocol in ("crossrec", "mmrec")
+    }
+    ours, mmrec = (runs[p].payload for p in ("crossrec", "mmrec"))
+    assert (ours["protocol"]["eval_protocol"], ours["protocol"]["masked_at_test"]) == (
+        "crossrec",
+        ["train", "valid"],
+    )
+    assert (mmrec["protocol"]["eval_protocol"], mmrec["protocol"]["masked_at_test"]) == ("mmrec", ["train"])
+    assert mmrec["models"]["mostpop"]["valid"] == ours["models"]["mostpop"]["valid"]  # validation alike
+    # Popular validation items now take top-20 places a test item had: the test scores drop.
+    assert (
+        mmrec["models"]["mostpop"]["test"]["recall@20"]["mean"]
+        < ours["models"]["mostpop"]["test"]["recall@20"]["mean"]
+    )
+    assert "eval.protocol: mmrec" in (tmp_path / "mmrec" / "report.md").read_text()

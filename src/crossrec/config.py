@@ -44,6 +44,9 @@ class EvalConfig(_Strict):
     # Which validation interactions select epochs, hyper-parameters and models: a cold-start model
     # is chosen on the cold items held out for validation (cold_item splits only).
     valid_on: Literal["all", "warm", "cold"] = "all"
+    # What is masked when ranking the test split: crossrec masks training and validation items;
+    # mmrec masks training items only, as MMRec does, for figures set beside MMRec's.
+    protocol: Literal["crossrec", "mmrec"] = "crossrec"
 
     @field_validator("ks")
     @classmethod

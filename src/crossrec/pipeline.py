@@ -19,7 +19,7 @@ from crossrec.data.schema import Dataset, Interactions, ItemContent, Split
 from crossrec.data.splits import make_split
 from crossrec.encoders.build import EncodeResult, encode_dataset
 from crossrec.errors import ConfigError
-from crossrec.eval.ranking import RankingEvaluator, evaluator_for
+from crossrec.eval.ranking import MASKED_AT_TEST, RankingEvaluator, evaluator_for
 from crossrec.eval.rating import RatingValidator, rating_errors
 from crossrec.eval.stats import PairedTest, mean_std, paired_test
 from crossrec.io import atomic_path, write_json_atomic, write_text_atomic
@@ -230,6 +230,7 @@ def _evaluators(
         "ks": config.eval.ks,
         "monitor": config.eval.monitor,
         "batch_size": config.eval.batch_size,
+        "protocol": config.eval.protocol,
     }
     vectors = _item_vectors(features, config.eval.diversity_features)
     valid = {"": evaluator_for(split.valid, split.train, **common)}
@@ -407,7 +408,8 @@ def _summarise(
         "protocol": {
             "ranking": "full ranking over all items",
             "masked_at_validation": ["train"],
-            "masked_at_test": ["train", "valid"],
+            "eval_protocol": config.eval.protocol,
+            "masked_at_test": list(MASKED_AT_TEST[config.eval.protocol]),
             "users_evaluated_at_test": len(test_users),
             "ks": config.eval.ks,
             "monitor": monitor,

@@ -10,7 +10,8 @@ import torch
 import torchmetrics.functional.retrieval as tmr
 
 from crossrec.data.schema import Interactions
-from crossrec.eval import RankingEvaluator
+from crossrec.errors import ConfigError
+from crossrec.eval import MASKED_AT_TEST, RankingEvaluator, evaluator_for
 from crossrec.eval import metrics as M
 from crossrec.models.base import Recommender
 
@@ -135,6 +136,25 @@ def test_training_items_are_masked():
     unmasked = RankingEvaluator(test, exclude=[], ks=[1]).evaluate(FixedScores(scores))
     assert masked.metrics["recall@1"] == 1.0
     assert unmasked.metrics["recall@1"] == 0.0
+
+
+def test_mmrec_protocol_leaves_validation_items_rankable_at_test():
+    # Scores rank item 0 (train), then item 1 (valid), then item 2 (test) for every user.
+    n_users, n_items = 3, 5
+    scores = np.tile(np.arange(n_items, 0, -1, dtype=float), (n_users, 1))
+    train, valid, test = (Interactions([0, 1, 2], [i] * 3, np.ones(3), n_users, n_items) for i in range(3))
+    crossrec = evaluator_for(test, train, valid, ks=[1]).evaluate(FixedScores(scores))
+    mmrec = evaluator_for(test, train, valid, ks=[1, 2], protocol="mmrec").evaluate(FixedScores(scores))
+    assert crossrec.metrics["recall@1"] == 1.0  # validation item masked: the test item comes first
+    assert mmrec.metrics["recall@1"] == 0.0 and mmrec.metrics["recall@2"] == 1.0
+    assert set(mmrec.top_items[:, 0].tolist()) == {1}  # the validation item takes the top place
+    # Validation (no `valid` passed) masks training items under both protocols.
+    for protocol in MASKED_AT_TEST:
+        assert evaluator_for(valid, train, ks=[1], protocol=protocol)(FixedScores(scores))["recall@1"] == 1.0
+    with pytest.raises(
+        ConfigError, match="unknown evaluation protocol 'recbole'; choose one of crossrec, mmrec"
+    ):
+        evaluator_for(test, train, valid, protocol="recbole")
 
 
 def test_only_users_with_targets_are_evaluated_and_candidates_restrict_ranking():

@@ -84,3 +84,12 @@ def test_reports_of_older_runs_still_render():
     assert "Each model is trained with seeds [0, 1, 2]" in report
     assert "compared with the runner-up by validation, b" in report
     assert "Warm and cold" not in report and "Hyper-parameter search" not in report
+
+
+def test_the_mmrec_protocol_is_stated():
+    payload = copy.deepcopy(_payload())
+    assert "training and validation items are masked at test" in render_report(payload)
+    payload["protocol"].update(eval_protocol="mmrec", masked_at_test=["train"])
+    report = render_report(payload)
+    assert "only training items are masked at test (MMRec's protocol, eval.protocol: mmrec)" in report
+    assert "training and validation items are masked" not in report

@@ -44,9 +44,16 @@ def _protocol(payload: dict[str, Any]) -> str:
     seeds = "[" + ", ".join(str(x) for x in p["seeds"]) + "]"
     selection = p.get("selection_metric", p["monitor"])
     where = {"warm": "warm validation items", "cold": "cold validation items"}.get(p.get("valid_on", "all"))
+    if "valid" in p.get("masked_at_test", ["train", "valid"]):
+        at_test = "training and validation items are masked at test. "
+    else:
+        at_test = (
+            "only training items are masked at test (MMRec's protocol, eval.protocol: mmrec), so a user's "
+            "validation items stay in the ranking and can take top-k places. "
+        )
     text = (
         f"Every model is scored against all {d['items']:,} items (full ranking). Items a user met in "
-        "training are masked at validation; training and validation items are masked at test. "
+        f"training are masked at validation; {at_test}"
         f"{p['users_evaluated_at_test']:,} users with at least one test item are evaluated. "
     )
     tuning = p.get("tuning")
