@@ -1,4 +1,4 @@
-"""Generic tables (CSV / TSV / Parquet / JSONL): any log of who interacted with what, plus an item catalog."""
+"""Generic tables (CSV / TSV / DAT / Parquet / JSONL): who interacted with what, plus an item catalog."""
 
 from __future__ import annotations
 
@@ -26,8 +26,15 @@ def load_table(
     feature_files: Mapping[str, str | Path] | None = None,
     base_dir: str | Path | None = None,
     name: str | None = None,
+    format: str | None = None,
+    sep: str | None = None,
+    encoding: str = "utf-8",
 ) -> Dataset:
-    """Load an interactions table, the reader chosen by extension (.csv, .tsv, .parquet, .jsonl, ...).
+    """Load an interactions table, the reader chosen by `format` (csv, tsv, dat, parquet, jsonl) or else
+    by extension (.csv, .tsv, .dat, .parquet, .jsonl, ...); `format`, `sep` (a text format's separator,
+    taken literally) and `encoding` apply to the items table too. A .dat file is MovieLens 1M's
+    `user::item::rating::timestamp` without a header: its columns are named "1", "2", ... by position,
+    e.g. columns={"user": "1", "item": "2", "value": "3", "timestamp": "4"}.
 
     `columns` maps our names to the file's columns: user and item (default "user", "item"), and
     optionally value (else every value is 1.0) and timestamp (seconds, datetime or ISO-8601 strings).
@@ -47,7 +54,8 @@ def load_table(
     cols = _column_map(columns)
     base = Path(base_dir) if base_dir is not None else None
     inter_path = _resolve(interactions, base)
-    table = read_table(inter_path, "the interactions table")
+    reading = {"format": format, "sep": sep, "encoding": encoding}
+    table = read_table(inter_path, "the interactions table", **reading)
     table.require(*cols.values())
     users = table.ids(cols["user"])
     raw_items = table.ids(cols["item"])
@@ -60,7 +68,7 @@ def load_table(
     else:
         items_path = _resolve(items, base)
         spec = {"id": cols["item"], **(item_columns or {})}
-        catalog = read_table(items_path, "the items table")
+        catalog = read_table(items_path, "the items table", **reading)
         item_ids, content = _catalog(catalog, spec, base or items_path.parent)
         catalog_ids, raw_items = _same_id_type(pd.Index(item_ids), raw_items)
         item = catalog_ids.get_indexer(raw_items)
