@@ -166,6 +166,7 @@ def test_tuned_cold_item_run_reads_test_once_per_seed(shared_data, tmp_path, mon
     assert [p["k"] for p in knn_builds[2:]] == [chosen, chosen]  # every seed trains the chosen k
     assert tuned["tuning"]["best_value"] == max(t["value"] for t in tuned["tuning"]["trials"])
     assert payload["protocol"]["tuning"]["models"] == ["itemknn"]
+    assert payload["protocol"]["tuning"]["sampler"] == tuned["tuning"]["sampler"] == "Optuna TPE"
 
     for label, model in payload["models"].items():
         for metric in ("recall@20", "warm_recall@20", "cold_recall@20", "warm_ndcg@10", "cold_ndcg@10"):
@@ -250,3 +251,20 @@ def test_mmrec_protocol_leaves_validation_items_unmasked_at_test(shared_data, tm
         < ours["models"]["mostpop"]["test"]["recall@20"]["mean"]
     )
     assert "eval.protocol: mmrec" in (tmp_path / "mmrec" / "report.md").read_text()
+
+
+def test_a_categorical_grid_is_reported_as_the_grid_it_was(shared_data, tmp_path):
+    config = {
+        "name": "grid",
+        "output_dir": str(tmp_path),
+        "dataset": {"format": "movielens", "path": str(shared_data / "movielens-small")},
+        "split": {"method": "random"},
+        "tune": {"trials": 2},
+        "models": [{"name": "itemknn", "search": {"k": {"type": "categorical", "choices": [10, 50]}}}],
+        "report": {"plots": False},
+    }
+    payload = run_experiment(config, quiet=True).payload
+    assert payload["protocol"]["tuning"]["sampler"] == "Optuna GridSampler"
+    assert payload["models"]["itemknn"]["tuning"]["sampler"] == "Optuna GridSampler"
+    report = (tmp_path / "grid" / "report.md").read_text()
+    assert "Optuna's GridSampler, every point of the grid once" in report and "TPE" not in report

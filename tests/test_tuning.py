@@ -44,6 +44,7 @@ def test_picks_the_best_trial_within_the_budget():
         assert 1 <= t.params["k"] <= 64 and 1e-4 <= t.params["lr"] <= 1e-1 and t.seconds >= 0
     assert [t.number for t in result.trials] == list(range(12))
     assert result.to_dict()["trials"][0]["params"] == result.trials[0].params
+    assert result.sampler == result.to_dict()["sampler"] == "Optuna TPE"
 
 
 def test_a_seeded_search_repeats_and_another_seed_differs():
@@ -80,3 +81,6 @@ def test_a_budget_covering_a_categorical_grid_tries_every_point_once():
     result = tune_model(_toy(grid), TuneConfig(trials=6, seed=0), _objective(seen))
     assert sorted((p["k"], p["kind"]) for p in seen) == [(10, "a"), (10, "b"), (20, "a"), (20, "b")]
     assert result.best_params == {"k": 20, "kind": "b"}
+    assert result.sampler == result.to_dict()["sampler"] == "Optuna GridSampler"
+    small_budget = tune_model(_toy(grid), TuneConfig(trials=3, seed=0), _objective([]))
+    assert small_budget.sampler == "Optuna TPE"  # a budget short of the grid samples it with TPE

@@ -419,7 +419,7 @@ def _summarise(
             "seeds": config.seeds,
             "warm_cold": bool(len(split.cold_items)),
             "tuning": {
-                "sampler": "Optuna TPE",
+                "sampler": " and ".join(dict.fromkeys(t.sampler for t in tuned.values())),
                 "trials_per_model": config.tune.trials,
                 "seed": config.tune.seed,
                 "timeout_s": config.tune.timeout_s,

@@ -1,4 +1,5 @@
-"""Hyper-parameter search with Optuna's TPE sampler, on validation only.
+"""Hyper-parameter search with Optuna on validation only: TPE, or every point of an all-categorical
+grid (GridSampler) when the budget covers it.
 
 The search knows nothing of data or models: `fit_and_validate(params)` trains one configuration and
 returns its validation score, so the pipeline decides what is read (never the test split) and tests
@@ -29,18 +30,24 @@ class TrialRecord:
     seconds: float
 
 
+SAMPLER_NAMES = {"TPESampler": "Optuna TPE", "GridSampler": "Optuna GridSampler"}
+
+
 @dataclass(frozen=True)
 class TuneResult:
-    """`best_params` holds the sampled parameters only; the model's fixed `params` come on top."""
+    """`best_params` holds the sampled parameters only; the model's fixed `params` come on top.
+    `sampler` names the sampler that ran, so a report never claims TPE for a grid."""
 
     best_params: dict[str, Any]
     best_value: float
     trials: list[TrialRecord]
+    sampler: str
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "best_params": self.best_params,
             "best_value": self.best_value,
+            "sampler": self.sampler,
             "trials": [asdict(t) for t in self.trials],
         }
 
@@ -105,8 +112,9 @@ def tune_model(
         records.append(TrialRecord(trial.number, sampled, value, time.perf_counter() - start))
         return value
 
+    sampler = _sampler(model_cfg, tune_cfg)
     with _optuna_verbosity(quiet):
-        study = optuna.create_study(direction="maximize", sampler=_sampler(model_cfg, tune_cfg))
+        study = optuna.create_study(direction="maximize", sampler=sampler)
         study.optimize(objective, n_trials=tune_cfg.trials, timeout=tune_cfg.timeout_s)
     best = study.best_trial
-    return TuneResult(dict(best.params), float(best.value), records)
+    return TuneResult(dict(best.params), float(best.value), records, SAMPLER_NAMES[type(sampler).__name__])

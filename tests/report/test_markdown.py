@@ -17,6 +17,7 @@ def _payload() -> dict:
     tuning = {
         "best_params": {"lr": 0.0123456},
         "best_value": 0.25,
+        "sampler": "Optuna TPE",
         "trials": [{"number": i, "params": {"lr": 0.01}, "value": 0.2, "seconds": 1.5} for i in range(4)],
     }
     return {
@@ -59,7 +60,7 @@ def test_report_states_the_protocol_and_the_extra_tables():
     assert "ranking among cold validation items" in report
     assert "compared with the strongest baseline by validation, b" in report
     assert "paired t-test and a Wilcoxon signed-rank test over the 9 test users' cold_recall@20" in report
-    assert "| a | lr=0.01235 | 0.2500 | 4 | 6.0 |" in report
+    assert "| a | lr=0.01235 | 0.2500 | 4 | Optuna TPE | 6.0 |" in report
     assert "## Warm and cold items" in report and "a is significantly better than b." in report
     assert "Ranking by validation cold_recall@20: a > b." in report
 
@@ -93,3 +94,17 @@ def test_the_mmrec_protocol_is_stated():
     report = render_report(payload)
     assert "only training items are masked at test (MMRec's protocol, eval.protocol: mmrec)" in report
     assert "training and validation items are masked" not in report
+
+
+def test_the_sampler_that_ran_is_named():
+    payload = copy.deepcopy(_payload())
+    payload["protocol"]["tuning"]["sampler"] = "Optuna GridSampler"
+    payload["models"]["a"]["tuning"]["sampler"] = "Optuna GridSampler"
+    report = render_report(payload)
+    assert (
+        "chosen by Optuna's GridSampler, every point of the grid once (budget 4 trials per model)" in report
+    )
+    assert "| a | lr=0.01235 | 0.2500 | 4 | Optuna GridSampler | 6.0 |" in report
+    assert "TPE" not in report
+    payload["protocol"]["tuning"]["sampler"] = "Optuna GridSampler and Optuna TPE"
+    assert "up to 4 trials per model (Optuna GridSampler and Optuna TPE, per model" in render_report(payload)

@@ -58,7 +58,13 @@ def _protocol(payload: dict[str, Any]) -> str:
     )
     tuning = p.get("tuning")
     if tuning:
-        budget = f"{tuning['trials_per_model']} {tuning['sampler']} trials per model"
+        n, sampler = tuning["trials_per_model"], tuning["sampler"]
+        if sampler == "Optuna GridSampler":
+            budget = f"Optuna's GridSampler, every point of the grid once (budget {n} trials per model)"
+        elif " and " in sampler:  # models tuned by different samplers: the search table says which
+            budget = f"up to {n} trials per model ({sampler}, per model in the search table)"
+        else:
+            budget = f"{n} {sampler} trials per model"
         limit = f" (or {tuning['timeout_s']:g} s)" if tuning.get("timeout_s") else ""
         text += (
             f"Hyper-parameters of {', '.join(tuning['models'])} were chosen by {budget}{limit} on the "
@@ -92,14 +98,16 @@ def _tuning_table(payload: dict[str, Any]) -> str | None:
         return None
     selection = payload["protocol"].get("selection_metric", payload["protocol"]["monitor"])
     lines = [
-        f"| model | chosen parameters | best validation {selection} | trials | search s |",
-        "|---|---|---|---|---|",
+        f"| model | chosen parameters | best validation {selection} | trials | sampler | search s |",
+        "|---|---|---|---|---|---|",
     ]
     for label, tuning in rows:
         chosen = ", ".join(f"{k}={_fmt(v)}" for k, v in tuning["best_params"].items())
         seconds = sum(t["seconds"] for t in tuning["trials"])
+        sampler = tuning.get("sampler", "–")  # not recorded by older runs
         lines.append(
-            f"| {label} | {chosen} | {tuning['best_value']:.4f} | {len(tuning['trials'])} | {seconds:.1f} |"
+            f"| {label} | {chosen} | {tuning['best_value']:.4f} | {len(tuning['trials'])} | {sampler} "
+            f"| {seconds:.1f} |"
         )
     return "\n".join(lines)
 
