@@ -60,6 +60,7 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path):
     for metric in (
         "ndcg@20",
         "precision@20",
+        "f1@20",
         "map@20",
         "hit@20",
         "mrr@20",
@@ -72,6 +73,7 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path):
 
     report = (run_dir / "report.md").read_text()
     assert "full ranking" in report and "masked" in report and "± " in report
+    assert "| precision@20 | f1@20 |" in report
     assert payload["significance_sentence"] in report
 
     saved = Split.load(run_dir / "split.npz")

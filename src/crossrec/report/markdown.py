@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ACCURACY = ("recall", "ndcg", "precision", "map", "hit", "mrr")
+ACCURACY = ("recall", "ndcg", "precision", "f1", "map", "hit", "mrr")
 BEYOND = ("coverage", "novelty", "diversity")
 RATING = ("rmse", "mae")
 
