@@ -38,9 +38,6 @@ class Registry(Mapping[str, T], Generic[T]):
 
         return add if obj is None else add(obj)
 
-    def unregister(self, name: str) -> None:
-        self._entries.pop(name, None)
-
     def __getitem__(self, name: str) -> T:
         try:
             return self._entries[name]
@@ -48,13 +45,6 @@ class Registry(Mapping[str, T], Generic[T]):
             raise ConfigError(
                 f"unknown {self.kind} '{name}'; choose one of {', '.join(self._entries)}"
             ) from None
-
-    def name_of(self, obj: object) -> str:
-        """The name `obj` is registered under (the inverse lookup bundles use to save a class)."""
-        for name, value in self._entries.items():
-            if value is obj:
-                return name
-        raise ConfigError(f"{obj!r} is not a registered {self.kind}")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
