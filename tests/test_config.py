@@ -92,7 +92,12 @@ def test_bad_search_spaces_are_named(search, params, message):
 
 
 @pytest.mark.parametrize(
-    ("overrides", "field"), [(["tune.trials=0"], "tune.trials"), (["eval.valid_on=new"], "eval.valid_on")]
+    ("overrides", "field"),
+    [
+        (["tune.trials=0"], "tune.trials"),
+        (["eval.valid_on=new"], "eval.valid_on"),
+        (["eval.protocol=recbole"], "eval.protocol"),
+    ],
 )
 def test_bad_tune_and_eval_settings(overrides, field):
     with pytest.raises(ConfigError, match=field):

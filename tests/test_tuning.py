@@ -91,10 +91,11 @@ def test_a_resumed_search_proposes_what_the_uninterrupted_one_did():
     )
     assert len(seen) == 3  # only the missing trials trained
     assert [t.params for t in resumed.trials] == [t.params for t in full.trials]
-    assert resumed.best_params == full.best_params and resumed.sampler == "tpe"
+    assert resumed.best_params == full.best_params and resumed.sampler == "Optuna TPE"
 
 
 def test_the_sampler_is_named_for_what_ran():
     grid = {"kind": CategoricalSpec(type="categorical", choices=["a", "b"])}
-    assert tune_model(_toy(grid), TuneConfig(trials=2), lambda p: 1.0).sampler == "grid"
-    assert tune_model(_toy(grid), TuneConfig(trials=1), lambda p: 1.0).sampler == "tpe"
+    result = tune_model(_toy(grid), TuneConfig(trials=2), lambda p: 1.0)
+    assert result.sampler == result.to_dict()["sampler"] == "grid search"
+    assert tune_model(_toy(grid), TuneConfig(trials=1), lambda p: 1.0).sampler == "Optuna TPE"

@@ -28,7 +28,8 @@ class DatasetConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    method: Literal["shipped", "random", "temporal", "cold_item"] = "temporal"
+    # auto: the split the dataset ships (MMRec, DiffMM), else temporal (data/splits.py make_split)
+    method: Literal["auto", "shipped", "random", "temporal", "cold_item"] = "auto"
     seed: int = 0
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     holdout: int | float = 1
@@ -43,6 +44,9 @@ class EvalConfig(_Strict):
     # Which validation interactions select epochs, hyper-parameters and models: a cold-start model
     # is chosen on the cold items held out for validation (cold_item splits only).
     valid_on: Literal["all", "warm", "cold"] = "all"
+    # What is masked when ranking the test split: crossrec masks training and validation items;
+    # mmrec masks training items only, as MMRec does, for figures set beside MMRec's.
+    protocol: Literal["crossrec", "mmrec"] = "crossrec"
 
     @field_validator("ks")
     @classmethod

@@ -38,9 +38,6 @@ class Registry(Mapping[str, T], Generic[T]):
 
         return add if obj is None else add(obj)
 
-    def unregister(self, name: str) -> None:
-        self._entries.pop(name, None)
-
     def __getitem__(self, name: str) -> T:
         try:
             return self._entries[name]
@@ -50,7 +47,7 @@ class Registry(Mapping[str, T], Generic[T]):
             ) from None
 
     def name_of(self, obj: object) -> str:
-        """The name `obj` is registered under (the inverse lookup bundles use to save a class)."""
+        """The name `obj` is registered under (run bundles save a model class by this name)."""
         for name, value in self._entries.items():
             if value is obj:
                 return name

@@ -25,7 +25,7 @@ import optuna
 
 from crossrec.config import CategoricalSpec, FloatSpec, IntSpec, ModelConfig, TuneConfig
 
-SAMPLERS = {"grid": "grid-search (every point once)", "tpe": "Optuna TPE"}
+SAMPLERS = {"grid": "grid search", "tpe": "Optuna TPE"}  # key -> the name reports print
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class TuneResult:
     best_params: dict[str, Any]
     best_value: float
     trials: list[TrialRecord]
-    sampler: str
+    sampler: str  # what ran, as reports name it (SAMPLERS)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,7 +128,8 @@ def tune_result(model_cfg: ModelConfig, tune_cfg: TuneConfig, history: list[Tria
         raise ValueError(f"model '{model_cfg.display_name}': no trial finished")
     finite = [t for t in history if math.isfinite(t.value)] or history
     best = max(finite, key=lambda t: t.value)
-    return TuneResult(dict(best.params), float(best.value), list(history), sampler_name(model_cfg, tune_cfg))
+    sampler = SAMPLERS[sampler_name(model_cfg, tune_cfg)]
+    return TuneResult(dict(best.params), float(best.value), list(history), sampler)
 
 
 def tune_model(

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +117,14 @@ def test_feature_matrix_rows_and_values(mini_diffmm: Path) -> None:
     np.save(mini_diffmm / "audio_feat.npy", np.array(["a", "b"]))
     with pytest.raises(DataError, match=r"audio_feat\.npy.*numeric"):
         load_diffmm(mini_diffmm)
+
+
+def test_feature_files_map_names_to_any_npy(mini_diffmm: Path, shared_data: Path) -> None:
+    shutil.copy(shared_data / "diffmm" / "tiktok" / "audio_feat.npy", mini_diffmm / "vggish.npy")
+    with pytest.warns(UserWarning, match=r"tiktok-mini: not reading vggish\.npy .*feature_files: \{vggish"):
+        assert sorted(load_diffmm(mini_diffmm).content.features) == ["image"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_diffmm(mini_diffmm, feature_files={"image": "image_feat.npy", "audio": "vggish.npy"})
+    assert sorted(data.content.features) == ["audio", "image"]
+    assert data.content.features["audio"].shape == (6_710, 128)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from crossrec.data.loaders import load_mmrec
+from crossrec.data.loaders import load_dataset, load_mmrec
 from crossrec.errors import DataError
 
 LABELS = {"train": 0, "valid": 1, "test": 2}
@@ -107,3 +108,23 @@ def test_missing_column_and_disagreeing_features(mmrec_dir: Path) -> None:
         DataError, match=r"missing column 'x_label' \(columns found: userID, itemID, timestamp\)"
     ):
         load_mmrec(mmrec_dir)
+
+
+def test_feature_files_named_after_their_encoder(mmrec_dir: Path, shared_data: Path) -> None:
+    (mmrec_dir / "audio_feat.npy").rename(mmrec_dir / "vggish.npy")
+    with pytest.warns(UserWarning, match=r"not reading vggish\.npy .*feature_files: \{vggish: vggish\.npy\}"):
+        assert sorted(load_mmrec(mmrec_dir).content.features) == ["image"]
+
+    chosen = {"image": "image_feat.npy", "audio": "vggish.npy"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every .npy is used: nothing to warn about
+        data = load_dataset("mmrec", mmrec_dir, feature_files=chosen)
+    audio = np.load(shared_data / "diffmm" / "tiktok" / "audio_feat.npy").astype(np.float32)
+    assert np.array_equal(data.content.features["audio"], audio)
+    assert data.n_items == 6_710
+
+    with pytest.warns(UserWarning, match=r"not reading image_feat\.npy \(not in the feature_files option\)"):
+        data = load_mmrec(mmrec_dir, feature_files={"audio": "vggish.npy"})
+    assert sorted(data.content.features) == ["audio"]
+    with pytest.raises(DataError, match=r"clip\.npy.*'text' feature matrix.*does not exist"):
+        load_mmrec(mmrec_dir, feature_files={**chosen, "text": "clip.npy"})

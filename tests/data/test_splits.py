@@ -18,6 +18,10 @@ def _per_user(inter: Interactions, reduce: np.ufunc, fill: float) -> np.ndarray:
     return out
 
 
+def _user_counts(inter: Interactions) -> np.ndarray:
+    return np.bincount(inter.user, minlength=inter.n_users)
+
+
 def _assert_time_ordered(split: Split) -> None:
     """Per user: every train time <= every valid time <= every test time (users missing a part pass)."""
     for earlier, later in ((split.train, split.valid), (split.valid, split.test), (split.train, split.test)):
@@ -34,7 +38,7 @@ def test_random_split_is_8_1_1_and_deterministic(movielens: Dataset) -> None:
         split.test.item, again.test.item
     )
     assert not np.array_equal(split.test.item, random_split(inter, seed=4).test.item)
-    assert np.all(split.train.user_counts()[inter.user_counts() > 0] >= 1)
+    assert np.all(_user_counts(split.train)[_user_counts(inter) > 0] >= 1)
 
 
 def test_temporal_split_puts_the_latest_in_test(movielens: Dataset) -> None:
@@ -47,8 +51,8 @@ def test_leave_last_one_out(movielens: Dataset) -> None:
     inter = movielens.interactions
     split = temporal_split(inter, holdout=1)
     _assert_time_ordered(split)
-    enough = inter.user_counts() >= 3
-    assert np.all(split.valid.user_counts()[enough] == 1) and np.all(split.test.user_counts()[enough] == 1)
+    enough = _user_counts(inter) >= 3
+    assert np.all(_user_counts(split.valid)[enough] == 1) and np.all(_user_counts(split.test)[enough] == 1)
     assert len(split.train) == len(inter) - 2 * enough.sum()
 
 
@@ -87,6 +91,25 @@ def test_save_load_round_trip(movielens: Dataset, tmp_path: Path) -> None:
         a, b = getattr(split, part), getattr(loaded, part)
         for field in ("user", "item", "value", "timestamp"):
             assert np.array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_one_default_split_shipped_when_the_data_has_one_else_temporal(
+    movielens: Dataset, mini_diffmm: Path
+) -> None:
+    from crossrec.config import SplitConfig
+    from crossrec.data.loaders import load_diffmm
+
+    assert SplitConfig().method == "auto"  # the CLI (config) default and the Python default agree
+    shipped = load_diffmm(mini_diffmm)
+    assert make_split(shipped) is shipped.split and make_split(shipped, SplitConfig().method) is shipped.split
+    default = make_split(movielens, holdout=2)
+    assert default.name == "temporal-2"
+    assert len(default.test) == len(temporal_split(movielens.interactions, holdout=2).test)
+    inter = movielens.interactions
+    no_time = Interactions(inter.user, inter.item, inter.value, inter.n_users, inter.n_items)
+    untimed = Dataset("untimed", movielens.user_ids, movielens.item_ids, no_time)
+    with pytest.raises(ConfigError, match=r"ships no split and has no timestamps.*random or cold_item"):
+        make_split(untimed)
 
 
 def test_split_config_errors(movielens: Dataset) -> None:
@@ -131,4 +154,4 @@ def test_splits_partition_the_rows(inter: Interactions, method: str, seed: int) 
     if method.startswith("temporal"):
         _assert_time_ordered(split)
     if method != "cold_item":
-        assert np.all(split.train.user_counts()[inter.user_counts() > 0] >= 1)
+        assert np.all(_user_counts(split.train)[_user_counts(inter) > 0] >= 1)

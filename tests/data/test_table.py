@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from crossrec.data.loaders import load_table
+from crossrec.data.loaders import load_dataset, load_table
 from crossrec.errors import ConfigError, DataError
 
 COLUMNS = {"user": "userId", "item": "movieId", "value": "rating", "timestamp": "timestamp"}
@@ -201,3 +202,86 @@ def test_missing_image_file_and_bad_features(tmp_path: Path, ratings_csv: Path, 
     np.save(tmp_path / "f.npy", features)
     with pytest.raises(DataError, match=r"f\.npy, row 8, field 'x': 1 feature rows contain NaN"):
         load_table(ratings_csv, columns=COLUMNS, feature_files={"x": tmp_path / "f.npy"})
+
+
+def test_npy_files_left_out_are_named(tmp_path: Path, ratings_csv: Path) -> None:
+    n_items = pd.read_csv(ratings_csv)["movieId"].nunique()
+    np.save(tmp_path / "all-MiniLM-L6-v2.npy", np.ones((n_items, 3), dtype=np.float32))
+    with pytest.warns(UserWarning, match=r"not reading all-MiniLM-L6-v2\.npy .*feature_files: \{all-MiniLM"):
+        assert load_table(ratings_csv, columns=COLUMNS).content.features == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_table(
+            "ratings.csv", columns=COLUMNS, base_dir=tmp_path, feature_files={"text": "all-MiniLM-L6-v2.npy"}
+        )
+    assert data.content.features["text"].shape == (n_items, 3)
+
+
+DAT_COLUMNS = {"user": "1", "item": "2", "value": "3", "timestamp": "4"}
+
+
+@pytest.fixture
+def movielens_1m_style(tmp_path: Path, ratings: pd.DataFrame, shared_data: Path) -> tuple[Path, Path]:
+    """ratings.dat and movies.dat as MovieLens 1M ships them: `::`-separated, no header, latin-1 text."""
+    ratings_dat = tmp_path / "ratings.dat"
+    lines = ratings[["userId", "movieId", "rating", "timestamp"]].astype(str).agg("::".join, axis=1)
+    ratings_dat.write_text("\n".join(lines) + "\n")
+    movies = pd.read_csv(shared_data / "movielens-small" / "ml-latest-small" / "movies.csv")
+    movies = movies[movies["movieId"].isin(ratings["movieId"]) | movies["title"].str.contains("é")]
+    movies_dat = tmp_path / "movies.dat"
+    movies_dat.write_bytes(("\n".join(movies.astype(str).agg("::".join, axis=1)) + "\n").encode("latin-1"))
+    return ratings_dat, movies_dat
+
+
+def test_movielens_1m_dat_files(movielens_1m_style: tuple[Path, Path], ratings: pd.DataFrame) -> None:
+    ratings_dat, movies_dat = movielens_1m_style
+    data = load_dataset("table", ratings_dat, columns=DAT_COLUMNS)  # .dat: "::", no header row
+    inter = data.interactions
+    assert len(inter) == 2_000 and np.array_equal(data.item_ids[inter.item], ratings["movieId"])
+    assert np.allclose(inter.value, ratings["rating"]) and np.array_equal(
+        inter.timestamp, ratings["timestamp"]
+    )
+
+    with_items = load_table(
+        ratings_dat,
+        columns=DAT_COLUMNS,
+        items=movies_dat,
+        item_columns={"id": "1", "title": "2", "genres": "3"},
+        encoding="latin-1",
+    )
+    titles = with_items.content.text["title"]
+    assert len(titles) == with_items.n_items > data.n_items  # the catalog adds unrated movies
+    assert any("é" in t for t in titles) and titles[0] == "Toy Story (1995)"
+    with pytest.raises(DataError, match=r"movies\.dat: cannot read the items table as dat.*utf-8"):
+        load_table(ratings_dat, columns=DAT_COLUMNS, items=movies_dat, item_columns={"id": "1"})
+
+
+def test_dat_rows_count_from_the_first_line(movielens_1m_style: tuple[Path, Path]) -> None:
+    ratings_dat = movielens_1m_style[0]
+    lines = ratings_dat.read_text().splitlines()
+    cells = lines[6].split("::")
+    lines[6] = "::".join([*cells[:2], "x", cells[3]])  # line 7's rating
+    ratings_dat.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"ratings\.dat, row 7, field '3': 'x' is not a number"):
+        load_table(ratings_dat, columns=DAT_COLUMNS)
+    with pytest.raises(DataError, match=r"missing column 'userId' \(columns found: 1, 2, 3, 4\)"):
+        load_table(ratings_dat, columns=COLUMNS)
+
+
+def test_format_and_sep_options(tmp_path: Path, ratings: pd.DataFrame) -> None:
+    piped = tmp_path / "ratings.txt"
+    ratings.to_csv(piped, sep="|", index=False)
+    with pytest.raises(DataError, match=r"cannot tell the table format.*pass the format option"):
+        load_table(piped, columns=COLUMNS)
+    data = load_table(piped, columns=COLUMNS, format="csv", sep="|")
+    assert np.array_equal(data.item_ids[data.interactions.item], ratings["movieId"])
+    double = tmp_path / "ratings.log"
+    double.write_text(ratings.astype(str).agg("||".join, axis=1).str.cat(sep="\n"))  # taken literally
+    data = load_table(double, columns=DAT_COLUMNS, format="dat", sep="||")
+    assert np.allclose(data.interactions.value, ratings["rating"])
+    with pytest.raises(
+        ConfigError, match="unknown table format 'xlsx'; choose one of csv, tsv, dat, parquet"
+    ):
+        load_table(piped, format="xlsx")
+    with pytest.raises(ConfigError, match="the sep option applies to csv, tsv, dat, not parquet"):
+        load_table(piped, format="parquet", sep=";")

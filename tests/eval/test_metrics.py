@@ -10,7 +10,8 @@ import torch
 import torchmetrics.functional.retrieval as tmr
 
 from crossrec.data.schema import Interactions
-from crossrec.eval import RankingEvaluator
+from crossrec.errors import ConfigError
+from crossrec.eval import MASKED_AT_TEST, RankingEvaluator, evaluator_for
 from crossrec.eval import metrics as M
 from crossrec.models.base import Recommender
 
@@ -37,6 +38,7 @@ def test_hand_computed_user_with_two_hits_of_three_relevant():
     hits, n_rel = _hits([[1, 0, 1, 0, 0]]), torch.tensor([3.0], dtype=torch.float64)
     assert M.recall(hits, n_rel, 5).item() == pytest.approx(2 / 3)
     assert M.precision(hits, n_rel, 5).item() == pytest.approx(2 / 5)
+    assert M.f1(hits, n_rel, 5).item() == pytest.approx(2 * (2 / 5) * (2 / 3) / (2 / 5 + 2 / 3))
     assert M.hit_rate(hits, n_rel, 5).item() == 1.0
     assert M.mrr(hits, n_rel, 5).item() == 1.0
     ideal = 1 + 1 / math.log2(3) + 1 / math.log2(4)
@@ -52,6 +54,7 @@ def test_hand_computed_late_single_hit():
     hits, n_rel = _hits([[0, 0, 0, 1, 0]]), torch.tensor([1.0], dtype=torch.float64)
     assert M.mrr(hits, n_rel, 5).item() == pytest.approx(0.25)
     assert M.mrr(hits, n_rel, 3).item() == 0.0
+    assert M.f1(hits, n_rel, 3).item() == 0.0  # no hit: precision and recall are both 0
     assert M.hit_rate(hits, n_rel, 3).item() == 0.0
     assert M.ndcg(hits, n_rel, 5).item() == pytest.approx(1 / math.log2(5))
     assert M.average_precision(hits, n_rel, 5).item() == pytest.approx(1 / 4)
@@ -119,10 +122,16 @@ def test_evaluator_agrees_with_torchmetrics(seed: int):
                 expected = float(fn(preds, target_u, top_k=k))
                 got = result.per_user[f"{name}@{k}"][pos]
                 assert got == pytest.approx(expected, abs=1e-6), (name, k, user)
+            # F1@k: each user's harmonic mean of torchmetrics' precision@k and recall@k.
+            p = float(tmr.retrieval_precision(preds, target_u, top_k=k))
+            r = float(tmr.retrieval_recall(preds, target_u, top_k=k))
+            f1 = 2 * p * r / (p + r) if p + r else 0.0
+            assert result.per_user[f"f1@{k}"][pos] == pytest.approx(f1, abs=1e-6), (k, user)
         # Untruncated AP has one definition everywhere: compare at k = n_items.
         expected_ap = float(tmr.retrieval_average_precision(preds, target_u))
         assert result.per_user[f"map@{n_items}"][pos] == pytest.approx(expected_ap, abs=1e-6)
     assert result.metrics["recall@5"] == pytest.approx(result.per_user["recall@5"].mean())
+    assert result.metrics["f1@5"] == pytest.approx(result.per_user["f1@5"].mean())  # a mean over users
 
 
 def test_training_items_are_masked():
@@ -135,6 +144,25 @@ def test_training_items_are_masked():
     unmasked = RankingEvaluator(test, exclude=[], ks=[1]).evaluate(FixedScores(scores))
     assert masked.metrics["recall@1"] == 1.0
     assert unmasked.metrics["recall@1"] == 0.0
+
+
+def test_mmrec_protocol_leaves_validation_items_rankable_at_test():
+    # Scores rank item 0 (train), then item 1 (valid), then item 2 (test) for every user.
+    n_users, n_items = 3, 5
+    scores = np.tile(np.arange(n_items, 0, -1, dtype=float), (n_users, 1))
+    train, valid, test = (Interactions([0, 1, 2], [i] * 3, np.ones(3), n_users, n_items) for i in range(3))
+    crossrec = evaluator_for(test, train, valid, ks=[1]).evaluate(FixedScores(scores))
+    mmrec = evaluator_for(test, train, valid, ks=[1, 2], protocol="mmrec").evaluate(FixedScores(scores))
+    assert crossrec.metrics["recall@1"] == 1.0  # validation item masked: the test item comes first
+    assert mmrec.metrics["recall@1"] == 0.0 and mmrec.metrics["recall@2"] == 1.0
+    assert set(mmrec.top_items[:, 0].tolist()) == {1}  # the validation item takes the top place
+    # Validation (no `valid` passed) masks training items under both protocols.
+    for protocol in MASKED_AT_TEST:
+        assert evaluator_for(valid, train, ks=[1], protocol=protocol)(FixedScores(scores))["recall@1"] == 1.0
+    with pytest.raises(
+        ConfigError, match="unknown evaluation protocol 'recbole'; choose one of crossrec, mmrec"
+    ):
+        evaluator_for(test, train, valid, protocol="recbole")
 
 
 def test_only_users_with_targets_are_evaluated_and_candidates_restrict_ranking():

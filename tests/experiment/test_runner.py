@@ -60,6 +60,7 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path):
     for metric in (
         "ndcg@20",
         "precision@20",
+        "f1@20",
         "map@20",
         "hit@20",
         "mrr@20",
@@ -72,6 +73,7 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path):
 
     report = (run_dir / "report.md").read_text()
     assert "full ranking" in report and "masked" in report and "± " in report
+    assert "| precision@20 | f1@20 |" in report
     assert payload["significance_sentence"] in report
 
     saved = Split.load(run_dir / "split.npz")
@@ -166,6 +168,7 @@ def test_tuned_cold_item_run_reads_test_once_per_seed(shared_data, tmp_path, mon
     assert [p["k"] for p in knn_builds[2:]] == [chosen, chosen]  # every seed trains the chosen k
     assert tuned["tuning"]["best_value"] == max(t["value"] for t in tuned["tuning"]["trials"])
     assert payload["protocol"]["tuning"]["models"] == ["itemknn"]
+    assert payload["protocol"]["tuning"]["sampler"] == tuned["tuning"]["sampler"] == "Optuna TPE"
 
     for label, model in payload["models"].items():
         for metric in ("recall@20", "warm_recall@20", "cold_recall@20", "warm_ndcg@10", "cold_ndcg@10"):
@@ -223,3 +226,47 @@ def test_the_best_model_is_compared_with_the_strongest_baseline(baselines, expec
     config = load_config({"models": [{"name": n, "baseline": n in baselines} for n in names]})
     assert _opponent(config, ["bpr", "itemknn", "mostpop"]) == expected
     assert _opponent(config, ["bpr"]) is None
+
+
+def test_mmrec_protocol_leaves_validation_items_unmasked_at_test(shared_data, tmp_path):
+    config = {
+        "output_dir": str(tmp_path),
+        "dataset": {"format": "movielens", "path": str(shared_data / "movielens-small")},
+        "split": {"method": "random"},
+        "models": [{"name": "mostpop"}],
+        "report": {"plots": False},
+    }
+    runs = {
+        protocol: run_experiment({**config, "name": protocol, "eval": {"protocol": protocol}}, quiet=True)
+        for protocol in ("crossrec", "mmrec")
+    }
+    ours, mmrec = (runs[p].payload for p in ("crossrec", "mmrec"))
+    assert (ours["protocol"]["eval_protocol"], ours["protocol"]["masked_at_test"]) == (
+        "crossrec",
+        ["train", "valid"],
+    )
+    assert (mmrec["protocol"]["eval_protocol"], mmrec["protocol"]["masked_at_test"]) == ("mmrec", ["train"])
+    assert mmrec["models"]["mostpop"]["valid"] == ours["models"]["mostpop"]["valid"]  # validation alike
+    # Popular validation items now take top-20 places a test item had: the test scores drop.
+    assert (
+        mmrec["models"]["mostpop"]["test"]["recall@20"]["mean"]
+        < ours["models"]["mostpop"]["test"]["recall@20"]["mean"]
+    )
+    assert "eval.protocol: mmrec" in (tmp_path / "mmrec" / "report.md").read_text()
+
+
+def test_a_categorical_grid_is_reported_as_the_grid_it_was(shared_data, tmp_path):
+    config = {
+        "name": "grid",
+        "output_dir": str(tmp_path),
+        "dataset": {"format": "movielens", "path": str(shared_data / "movielens-small")},
+        "split": {"method": "random"},
+        "tune": {"trials": 2},
+        "models": [{"name": "itemknn", "search": {"k": {"type": "categorical", "choices": [10, 50]}}}],
+        "report": {"plots": False},
+    }
+    payload = run_experiment(config, quiet=True).payload
+    assert payload["protocol"]["tuning"]["sampler"] == "grid search"
+    assert payload["models"]["itemknn"]["tuning"]["sampler"] == "grid search"
+    report = (tmp_path / "grid" / "report.md").read_text()
+    assert "a grid search, every point of the grid once" in report and "TPE" not in report

@@ -17,6 +17,7 @@ def _payload() -> dict:
     tuning = {
         "best_params": {"lr": 0.0123456},
         "best_value": 0.25,
+        "sampler": "Optuna TPE",
         "trials": [{"number": i, "params": {"lr": 0.01}, "value": 0.2, "seconds": 1.5} for i in range(4)],
     }
     return {
@@ -59,7 +60,7 @@ def test_report_states_the_protocol_and_the_extra_tables():
     assert "ranking among cold validation items" in report
     assert "compared with the strongest baseline by validation, b" in report
     assert "paired t-test and a Wilcoxon signed-rank test over the 9 test users' cold_recall@20" in report
-    assert "| a | lr=0.01235 | 0.2500 | 4 | 6.0 |" in report
+    assert "| a | lr=0.01235 | 0.2500 | 4 | Optuna TPE | 6.0 |" in report
     assert "## Warm and cold items" in report and "a is significantly better than b." in report
     assert "Ranking by validation cold_recall@20: a > b." in report
 
@@ -84,3 +85,26 @@ def test_reports_of_older_runs_still_render():
     assert "Each model is trained with seeds [0, 1, 2]" in report
     assert "compared with the runner-up by validation, b" in report
     assert "Warm and cold" not in report and "Hyper-parameter search" not in report
+
+
+def test_the_mmrec_protocol_is_stated():
+    payload = copy.deepcopy(_payload())
+    assert "training and validation items are masked at test" in render_report(payload)
+    payload["protocol"].update(eval_protocol="mmrec", masked_at_test=["train"])
+    report = render_report(payload)
+    assert "only training items are masked at test (MMRec's protocol, eval.protocol: mmrec)" in report
+    assert "training and validation items are masked" not in report
+
+
+def test_the_sampler_that_ran_is_named():
+    payload = copy.deepcopy(_payload())
+    payload["protocol"]["tuning"]["sampler"] = "grid search"
+    payload["models"]["a"]["tuning"]["sampler"] = "grid search"
+    report = render_report(payload)
+    assert (
+        "chosen by a grid search, every point of the grid once (budget 4 trials per model)" in report
+    )
+    assert "| a | lr=0.01235 | 0.2500 | 4 | grid search | 6.0 |" in report
+    assert "TPE" not in report
+    payload["protocol"]["tuning"]["sampler"] = "grid search and Optuna TPE"
+    assert "up to 4 trials per model (grid search and Optuna TPE, per model" in render_report(payload)

@@ -85,9 +85,6 @@ class Interactions:
     def item_counts(self) -> np.ndarray:
         return np.bincount(self.item, minlength=self.n_items)
 
-    def user_counts(self) -> np.ndarray:
-        return np.bincount(self.user, minlength=self.n_users)
-
 
 @dataclass
 class ItemContent:

@@ -118,12 +118,26 @@ def _check_ratios(ratios: tuple[float, float, float]) -> tuple[float, float, flo
 
 def _shipped(dataset: Dataset, **_: Any) -> Split:
     if dataset.split is None:
-        others = ", ".join(m for m in SPLITS if m != "shipped")
+        others = ", ".join(m for m in SPLITS if m not in ("shipped", "auto"))
         raise ConfigError(f"dataset '{dataset.name}' ships no split; choose one of {others}")
     return dataset.split
 
 
+def _auto(dataset: Dataset, **options: Any) -> Split:
+    """The one default of the CLI and the Python API: the split a format ships (MMRec, DiffMM), else
+    leave-last-out by time."""
+    if dataset.split is not None:
+        return dataset.split
+    if dataset.interactions.timestamp is None:
+        raise ConfigError(
+            f"dataset '{dataset.name}' ships no split and has no timestamps, so the default split "
+            "(auto: shipped, else temporal) cannot be made; choose split.method random or cold_item"
+        )
+    return SPLITS["temporal"](dataset, **options)
+
+
 SPLITS: Registry[Callable[..., Split]] = Registry("split method")
+SPLITS.register("auto", _auto)
 SPLITS.register("shipped", _shipped)
 SPLITS.register("random", lambda d, *, ratios, seed, **_: random_split(d.interactions, ratios, seed))
 SPLITS.register("temporal", lambda d, *, holdout, **_: temporal_split(d.interactions, holdout))
@@ -137,12 +151,13 @@ SPLITS.register(
 
 def make_split(
     dataset: Dataset,
-    method: str = "shipped",
+    method: str = "auto",
     *,
     seed: int = 0,
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     holdout: int | float = 1,
     cold_fraction: float = 0.1,
 ) -> Split:
-    """The split a config asks for; `shipped` uses the one that came with the data."""
+    """The split a config asks for: `shipped` uses the one that came with the data, `auto` (the
+    default here and in the config) that one when the data has one, else `temporal`."""
     return SPLITS[method](dataset, seed=seed, ratios=ratios, holdout=holdout, cold_fraction=cold_fraction)

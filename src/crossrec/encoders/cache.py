@@ -61,10 +61,6 @@ class EmbeddingCache:
     def __contains__(self, key: object) -> bool:
         return key in self._index
 
-    @property
-    def shard_count(self) -> int:
-        return len(self._shards)
-
     def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """Each output for `keys` (all must be cached), stacked in their order."""
         out = {name: np.empty((len(keys), dim), dtype=np.float32) for name, dim in self.outputs.items()}

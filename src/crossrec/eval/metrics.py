@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import torch
 
-ACCURACY_METRICS = ("recall", "ndcg", "precision", "map", "hit", "mrr")
-LIST_METRICS = ("coverage", "novelty", "diversity")
-
 
 def _discounts(k: int) -> torch.Tensor:
     return 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
@@ -23,6 +20,13 @@ def recall(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor
 
 def precision(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     return hits[:, :k].sum(1) / k
+
+
+def f1(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
+    """Per user, the harmonic mean of that user's precision@k and recall@k, 2PR / (P + R) (0 without
+    a hit), which equals 2 hits / (k + n_relevant); averaged over users like every metric here, so it
+    is not the harmonic mean of mean precision and mean recall."""
+    return 2 * hits[:, :k].sum(1) / (k + n_relevant)
 
 
 def hit_rate(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
@@ -58,6 +62,7 @@ PER_USER = {
     "recall": recall,
     "ndcg": ndcg,
     "precision": precision,
+    "f1": f1,
     "map": average_precision,
     "hit": hit_rate,
     "mrr": mrr,

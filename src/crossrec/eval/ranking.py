@@ -1,7 +1,8 @@
 """Full-ranking evaluation: every user is scored against every item, in batched matrix products.
 
 Items the user met in training (and in validation, when testing) are masked out before top-k, so
-a model is never rewarded for recalling what it was trained on.
+a model is never rewarded for recalling what it was trained on. MMRec's protocol leaves validation
+items rankable at test; `evaluator_for(..., protocol="mmrec")` reproduces it for side-by-side figures.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import scipy.sparse as sp
 import torch
 
 from crossrec.data.schema import Interactions
+from crossrec.errors import ConfigError
 from crossrec.eval import metrics as M
 from crossrec.models.base import Recommender
+
+# Which parts of the split are masked when the test split is ranked, per evaluation protocol.
+MASKED_AT_TEST: dict[str, tuple[str, ...]] = {"crossrec": ("train", "valid"), "mmrec": ("train",)}
 
 
 @dataclass
@@ -130,9 +135,16 @@ def evaluator_for(
     target: Interactions,
     train: Interactions,
     valid: Interactions | None = None,
+    *,
+    protocol: str = "crossrec",
     **kwargs: object,
 ) -> RankingEvaluator:
-    """The standard protocol: mask training items, and validation items when testing."""
-    exclude = [train] + ([valid] if valid is not None else [])
+    """Full ranking under `protocol` (see MASKED_AT_TEST): training items are always masked; when
+    testing (`valid` given), validation items too under "crossrec", not under "mmrec", so figures
+    can be set beside MMRec's own."""
+    if protocol not in MASKED_AT_TEST:
+        known = ", ".join(MASKED_AT_TEST)
+        raise ConfigError(f"unknown evaluation protocol '{protocol}'; choose one of {known}")
+    exclude = [train] + ([valid] if valid is not None and "valid" in MASKED_AT_TEST[protocol] else [])
     kwargs.setdefault("item_popularity", train.item_counts())
     return RankingEvaluator(target, exclude=exclude, **kwargs)  # type: ignore[arg-type]

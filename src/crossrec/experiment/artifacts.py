@@ -10,12 +10,13 @@ import numpy as np
 
 from crossrec.config import Config
 from crossrec.data.schema import Dataset, Split
+from crossrec.eval.ranking import MASKED_AT_TEST
 from crossrec.eval.stats import mean_std
 from crossrec.experiment.protocol import Protocol, opponent, selection_prefix, significance
 from crossrec.experiment.units import FitResult
 from crossrec.io import atomic_path
 from crossrec.report.plots import plot_metric_comparison, plot_training_curves
-from crossrec.tuning import SAMPLERS, TuneResult
+from crossrec.tuning import TuneResult
 
 
 def mean_per_user(runs: list[FitResult], label: str, metric: str) -> np.ndarray:
@@ -70,7 +71,7 @@ def summarise(
     if against is not None:
         per_user = {label: mean_per_user(runs, label, selection_metric) for label in (ranking[0], against[0])}
         test = significance(per_user, ranking[0], against[0], selection_metric)
-    samplers = sorted({t.sampler for t in tuned.values()})
+    samplers = dict.fromkeys(t.sampler for t in tuned.values())
     return {
         "name": config.name,
         "dataset": dataset.summary(),
@@ -78,7 +79,8 @@ def summarise(
         "protocol": {
             "ranking": "full ranking over all items",
             "masked_at_validation": ["train"],
-            "masked_at_test": ["train", "valid"],
+            "eval_protocol": config.eval.protocol,
+            "masked_at_test": list(MASKED_AT_TEST[config.eval.protocol]),
             "users_evaluated_at_test": len(protocol.test[""].users),
             "ks": config.eval.ks,
             "monitor": monitor,
@@ -88,7 +90,7 @@ def summarise(
             "seeds": config.seeds,
             "warm_cold": bool(len(split.cold_items)),
             "tuning": {
-                "sampler": " / ".join(SAMPLERS[s] for s in samplers),
+                "sampler": " and ".join(samplers),
                 "trials_per_model": config.tune.trials,
                 "seed": config.tune.seed,
                 "timeout_s": config.tune.timeout_s,

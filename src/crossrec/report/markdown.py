@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ACCURACY = ("recall", "ndcg", "precision", "map", "hit", "mrr")
+ACCURACY = ("recall", "ndcg", "precision", "f1", "map", "hit", "mrr")
 BEYOND = ("coverage", "novelty", "diversity")
 RATING = ("rmse", "mae")
 
@@ -44,14 +44,27 @@ def _protocol(payload: dict[str, Any]) -> str:
     seeds = "[" + ", ".join(str(x) for x in p["seeds"]) + "]"
     selection = p.get("selection_metric", p["monitor"])
     where = {"warm": "warm validation items", "cold": "cold validation items"}.get(p.get("valid_on", "all"))
+    if "valid" in p.get("masked_at_test", ["train", "valid"]):
+        at_test = "training and validation items are masked at test. "
+    else:
+        at_test = (
+            "only training items are masked at test (MMRec's protocol, eval.protocol: mmrec), so a user's "
+            "validation items stay in the ranking and can take top-k places. "
+        )
     text = (
         f"Every model is scored against all {d['items']:,} items (full ranking). Items a user met in "
-        "training are masked at validation; training and validation items are masked at test. "
+        f"training are masked at validation; {at_test}"
         f"{p['users_evaluated_at_test']:,} users with at least one test item are evaluated. "
     )
     tuning = p.get("tuning")
     if tuning:
-        budget = f"{tuning['trials_per_model']} {tuning['sampler']} trials per model"
+        n, sampler = tuning["trials_per_model"], tuning["sampler"]
+        if sampler == "grid search":
+            budget = f"a grid search, every point of the grid once (budget {n} trials per model)"
+        elif " and " in sampler:  # models tuned by different samplers: the search table says which
+            budget = f"up to {n} trials per model ({sampler}, per model in the search table)"
+        else:
+            budget = f"{n} {sampler} trials per model"
         limit = f" (or {tuning['timeout_s']:g} s)" if tuning.get("timeout_s") else ""
         text += (
             f"Hyper-parameters of {', '.join(tuning['models'])} were chosen by {budget}{limit} on the "
@@ -85,14 +98,16 @@ def _tuning_table(payload: dict[str, Any]) -> str | None:
         return None
     selection = payload["protocol"].get("selection_metric", payload["protocol"]["monitor"])
     lines = [
-        f"| model | chosen parameters | best validation {selection} | trials | search s |",
-        "|---|---|---|---|---|",
+        f"| model | chosen parameters | best validation {selection} | trials | sampler | search s |",
+        "|---|---|---|---|---|---|",
     ]
     for label, tuning in rows:
         chosen = ", ".join(f"{k}={_fmt(v)}" for k, v in tuning["best_params"].items())
         seconds = sum(t["seconds"] for t in tuning["trials"])
+        sampler = tuning.get("sampler", "–")  # not recorded by older runs
         lines.append(
-            f"| {label} | {chosen} | {tuning['best_value']:.4f} | {len(tuning['trials'])} | {seconds:.1f} |"
+            f"| {label} | {chosen} | {tuning['best_value']:.4f} | {len(tuning['trials'])} | {sampler} "
+            f"| {seconds:.1f} |"
         )
     return "\n".join(lines)
 

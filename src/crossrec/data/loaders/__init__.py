@@ -27,8 +27,9 @@ LOADERS.register("mmrec", load_mmrec)
 LOADERS.register("table", load_table)
 
 
-def load_dataset(format: str, path: str | Path, **options: Any) -> Dataset:
-    """Load `path` with the loader registered as `format`; options are that loader's keywords."""
+def load_dataset(format: str, path: str | Path, /, **options: Any) -> Dataset:
+    """Load `path` with the loader registered as `format`; options are that loader's keywords
+    (positional-only parameters, so a loader may take options named `format` or `path`)."""
     loader = LOADERS[format]
     signature = inspect.signature(loader)
     try:

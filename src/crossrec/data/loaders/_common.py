@@ -1,27 +1,33 @@
 """Shared reading helpers: every user mistake becomes a DataError naming the file, row and field.
 
-Row numbers are what a user sees in the file: 1-based line numbers in CSV / TSV / JSONL files, where
-a CSV or TSV header is line 1 (so the first data row is row 2), and the 1-based record number in
-Parquet. Blank lines are counted, so row numbers stay right after them; quoted fields that span
-several lines shift the count.
+Row numbers are what a user sees in the file: 1-based line numbers in CSV / TSV / DAT / JSONL files,
+where a CSV or TSV header is line 1 (so the first data row is row 2; DAT files have no header), and
+the 1-based record number in Parquet. Blank lines are counted, so row numbers stay right after them;
+quoted fields that span several lines shift the count.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from crossrec.errors import DataError
+from crossrec.errors import ConfigError, DataError
 
 _COMPRESSION = {".gz", ".bz2", ".xz", ".zst", ".zip"}
+# Format -> default separator (None: not a delimited text format).
+TABLE_FORMATS: dict[str, str | None] = {"csv": ",", "tsv": "\t", "dat": "::", "parquet": None, "jsonl": None}
 _FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".tab": "tsv",
     ".inter": "tsv",
+    ".dat": "dat",
     ".parquet": "parquet",
     ".pq": "parquet",
     ".jsonl": "jsonl",
@@ -130,30 +136,54 @@ def table_format(path: Path) -> str:
     fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
     if fmt is None:
         raise DataError(
-            f"cannot tell the table format from the file name; use one of {', '.join(_FORMATS)}", file=path
+            f"cannot tell the table format from the file name ({', '.join(_FORMATS)}); "
+            f"pass the format option ({', '.join(TABLE_FORMATS)})",
+            file=path,
         )
     return fmt
 
 
-def read_table(path: str | Path, what: str, *, allow_empty: bool = False) -> Table:
-    """Read CSV / TSV / Parquet / JSONL by extension. CSV cells stay strings, so ids keep their
-    spelling and bad numbers are found (and located) by the caller, not lost to NaN."""
+def read_table(
+    path: str | Path,
+    what: str,
+    *,
+    allow_empty: bool = False,
+    format: str | None = None,
+    sep: str | None = None,
+    encoding: str = "utf-8",
+) -> Table:
+    """Read CSV / TSV / DAT / Parquet / JSONL, by `format` or else by extension. CSV cells stay
+    strings, so ids keep their spelling and bad numbers are found (and located) by the caller, not
+    lost to NaN. `sep` replaces a text format's separator (any string, taken literally). A DAT file
+    (MovieLens 1M / 10M: `1::1193::5::978300760`) has no header row: its columns are named by
+    position, "1", "2", ... as a user counts them, and its first line is row 1."""
     path = require_file(path, what)
-    fmt = table_format(path)
+    fmt = format if format is not None else table_format(path)
+    if fmt not in TABLE_FORMATS:
+        raise ConfigError(f"unknown table format '{fmt}'; choose one of {', '.join(TABLE_FORMATS)}")
+    if sep is not None and TABLE_FORMATS[fmt] is None:
+        delimited = ", ".join(f for f, default in TABLE_FORMATS.items() if default)
+        raise ConfigError(f"the sep option applies to {delimited}, not {fmt}")
     try:
-        if fmt in ("csv", "tsv"):
+        if fmt == "parquet":
+            frame = pd.read_parquet(path)
+        elif fmt == "jsonl":
+            frame = pd.read_json(path, lines=True, dtype=False, encoding=encoding)
+        else:
+            sep = sep or TABLE_FORMATS[fmt]
             frame = pd.read_csv(
                 path,
-                sep="," if fmt == "csv" else "\t",
+                sep=sep if len(sep) == 1 else re.escape(sep),
+                engine="c" if len(sep) == 1 else "python",  # pandas reads longer separators as regexes
+                header=None if fmt == "dat" else "infer",
                 dtype=str,
                 keep_default_na=False,
                 na_values=[""],
                 skip_blank_lines=False,
+                encoding=encoding,
             )
-        elif fmt == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_json(path, lines=True, dtype=False)
+            if fmt == "dat":
+                frame.columns = [str(i + 1) for i in range(frame.shape[1])]
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame()
     except (ValueError, OSError, TypeError) as exc:
@@ -171,9 +201,31 @@ def text_list(values: pd.Series) -> list[str | None]:
     return text.astype(object).where(text.notna(), None).tolist()
 
 
-def find_feature_files(folder: Path) -> dict[str, Path]:
-    """`<name>_feat.npy` files in `folder`, keyed by modality name (image_feat.npy -> "image")."""
-    return {p.name[: -len("_feat.npy")]: p for p in sorted(folder.glob("*_feat.npy"))}
+def feature_file_paths(
+    folder: Path, feature_files: Mapping[str, str | Path] | None, *, discover: bool = True
+) -> dict[str, Path]:
+    """Feature name -> .npy file: `feature_files` (relative paths resolve against `folder`) when given,
+    else with `discover` every `<name>_feat.npy` in `folder` (image_feat.npy -> "image"). Other .npy
+    files in `folder` are named in a warning with the option that maps them: skipping them silently
+    left a run without its features, to fail only at fit time."""
+    if feature_files is not None:
+        chosen = {str(name): folder / file for name, file in feature_files.items()}
+        rule = "not in the feature_files option"
+    elif discover:
+        chosen = {p.name[: -len("_feat.npy")]: p for p in sorted(folder.glob("*_feat.npy"))}
+        rule = "only <name>_feat.npy files are found without the feature_files option"
+    else:
+        chosen, rule = {}, "this format reads .npy files only through the feature_files option"
+    used = {path.resolve() for path in chosen.values()}
+    unused = [p for p in sorted(folder.glob("*.npy")) if p.resolve() not in used]
+    if unused:
+        example = ", ".join(f"{p.stem}: {p.name}" for p in unused)
+        warnings.warn(
+            f"{folder}: not reading {', '.join(p.name for p in unused)} ({rule}); to use them, map "
+            f"feature names to files in the dataset options, e.g. feature_files: {{{example}}}",
+            stacklevel=3,
+        )
+    return chosen
 
 
 def read_npy(path: str | Path, name: str) -> np.ndarray:

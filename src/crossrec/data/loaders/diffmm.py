@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from collections.abc import Mapping
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from crossrec.data.loaders._common import find_feature_files, read_npy, require_dir, require_file
+from crossrec.data.loaders._common import feature_file_paths, read_npy, require_dir, require_file
 from crossrec.data.schema import Dataset, Interactions, ItemContent, Split, check_feature_matrix
 from crossrec.errors import DataError
 
@@ -28,9 +29,11 @@ _NUMPY_GLOBALS = {
 _SPARSE_CLASSES = {"coo_matrix", "csr_matrix", "csc_matrix", "coo_array", "csr_array", "csc_array"}
 
 
-def load_diffmm(path: str | Path) -> Dataset:
-    """Load a DiffMM folder: trnMat.pkl / valMat.pkl / tstMat.pkl (users x items) and any
-    `<modality>_feat.npy` (rows = item indices, float16 widened to float32).
+def load_diffmm(path: str | Path, feature_files: Mapping[str, str | Path] | None = None) -> Dataset:
+    """Load a DiffMM folder: trnMat.pkl / valMat.pkl / tstMat.pkl (users x items) and feature matrices
+    (rows = item indices, float16 widened to float32): `feature_files` maps names to .npy files
+    relative to the folder; by default every `<modality>_feat.npy`, other .npy files being named in
+    a warning.
 
     The three matrices become the shipped split (name "shipped"); `interactions` is their union.
     Ids are the matrix indices. Overlapping (user, item) pairs between two parts are an error: they
@@ -49,7 +52,7 @@ def load_diffmm(path: str | Path) -> Dataset:
     _check_disjoint(mats, folder)
     parts = {part: Interactions.from_matrix(mat) for part, mat in mats.items()}
     features = {}
-    for name, file in find_feature_files(folder).items():
+    for name, file in feature_file_paths(folder, feature_files).items():
         features[name] = read_npy(file, name)
         check_feature_matrix(features[name], n_items, source=str(file), name=name)
     return Dataset(

@@ -1,29 +1,44 @@
-"""MMRec folders: `<name>.inter` (TSV; x_label 0/1/2 = train/valid/test) plus `*_feat.npy` per modality."""
+"""MMRec folders: `<name>.inter` (TSV; x_label 0/1/2 = train/valid/test) plus one .npy matrix per modality."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from crossrec.data.loaders._common import find_feature_files, read_npy, read_table, require_dir, require_file
+from crossrec.data.loaders._common import (
+    feature_file_paths,
+    read_npy,
+    read_table,
+    require_dir,
+    require_file,
+)
 from crossrec.data.schema import Dataset, Interactions, ItemContent, Split, check_feature_matrix
 from crossrec.errors import DataError
 
 SPLIT_LABELS = {0: "train", 1: "valid", 2: "test"}
 
 
-def load_mmrec(path: str | Path, dataset_name: str | None = None) -> Dataset:
+def load_mmrec(
+    path: str | Path,
+    dataset_name: str | None = None,
+    feature_files: Mapping[str, str | Path] | None = None,
+) -> Dataset:
     """Load an MMRec folder. The interactions file is `<dataset_name>.inter`, by default
     `<folder name>.inter` or the folder's only .inter file: a TSV with columns userID, itemID, x_label
     and optionally rating (else value 1.0) and timestamp.
+
+    `feature_files` maps feature names to .npy files relative to the folder (MMRec's own files are
+    often named after their encoder: {"image": "image_feat.npy", "text": "all-MiniLM-L6-v2.npy"});
+    by default every `<name>_feat.npy` is read, and other .npy files are named in a warning.
 
     MMRec item ids index the feature rows, so they must be integers 0..n_items-1, where n_items is the
     feature files' row count (or max itemID + 1 without features); item ids are kept as the indices.
     User ids are mapped to dense indices in sorted order. Errors cite .inter rows with the header as row 1.
     """
-    folder = require_dir(path, "an MMRec dataset folder (<name>.inter plus *_feat.npy)")
+    folder = require_dir(path, "an MMRec dataset folder (<name>.inter plus .npy features)")
     inter_path = _inter_file(folder, dataset_name)
     table = read_table(inter_path, "the MMRec interactions (.inter, tab-separated)")
     table.require("userID", "itemID", "x_label")
@@ -34,7 +49,7 @@ def load_mmrec(path: str | Path, dataset_name: str | None = None) -> Dataset:
     value = table.numbers("rating").to_numpy() if "rating" in table.columns else np.ones(len(items))
     timestamp = table.timestamps("timestamp") if "timestamp" in table.columns else None
 
-    files = find_feature_files(folder)
+    files = feature_file_paths(folder, feature_files)
     features = {name: read_npy(file, name) for name, file in files.items()}
     if features:
         first = next(iter(files))

@@ -1,4 +1,4 @@
-"""Generic tables (CSV / TSV / Parquet / JSONL): any log of who interacted with what, plus an item catalog."""
+"""Generic tables (CSV / TSV / DAT / Parquet / JSONL): who interacted with what, plus an item catalog."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crossrec.data.loaders._common import Table, read_npy, read_table, text_list
+from crossrec.data.loaders._common import Table, feature_file_paths, read_npy, read_table, text_list
 from crossrec.data.schema import Dataset, Interactions, ItemContent, check_feature_matrix
 from crossrec.errors import ConfigError
 
@@ -26,8 +26,15 @@ def load_table(
     feature_files: Mapping[str, str | Path] | None = None,
     base_dir: str | Path | None = None,
     name: str | None = None,
+    format: str | None = None,
+    sep: str | None = None,
+    encoding: str = "utf-8",
 ) -> Dataset:
-    """Load an interactions table, the reader chosen by extension (.csv, .tsv, .parquet, .jsonl, ...).
+    """Load an interactions table, the reader chosen by `format` (csv, tsv, dat, parquet, jsonl) or else
+    by extension (.csv, .tsv, .dat, .parquet, .jsonl, ...); `format`, `sep` (a text format's separator,
+    taken literally) and `encoding` apply to the items table too. A .dat file is MovieLens 1M's
+    `user::item::rating::timestamp` without a header: its columns are named "1", "2", ... by position,
+    e.g. columns={"user": "1", "item": "2", "value": "3", "timestamp": "4"}.
 
     `columns` maps our names to the file's columns: user and item (default "user", "item"), and
     optionally value (else every value is 1.0) and timestamp (seconds, datetime or ISO-8601 strings).
@@ -37,7 +44,8 @@ def load_table(
     interacted with still exist), the catalog's row order; without it, sorted item ids.
     `item_columns` maps "id" (default: the interactions' item column name), "image" and "audio"
     (file paths; must exist; empty cells mean none) and any other key -> a text field of that name.
-    `feature_files` maps a feature name to a .npy matrix with one row per item.
+    `feature_files` maps a feature name to a .npy matrix with one row per item; other .npy files in
+    `base_dir` (or beside the interactions file) are named in a warning.
 
     Relative paths (files, and the image / audio cells) resolve against `base_dir` when given;
     otherwise files resolve against the working directory and media cells against the items file's
@@ -46,7 +54,8 @@ def load_table(
     cols = _column_map(columns)
     base = Path(base_dir) if base_dir is not None else None
     inter_path = _resolve(interactions, base)
-    table = read_table(inter_path, "the interactions table")
+    reading = {"format": format, "sep": sep, "encoding": encoding}
+    table = read_table(inter_path, "the interactions table", **reading)
     table.require(*cols.values())
     users = table.ids(cols["user"])
     raw_items = table.ids(cols["item"])
@@ -59,14 +68,18 @@ def load_table(
     else:
         items_path = _resolve(items, base)
         spec = {"id": cols["item"], **(item_columns or {})}
-        catalog = read_table(items_path, "the items table")
+        catalog = read_table(items_path, "the items table", **reading)
         item_ids, content = _catalog(catalog, spec, base or items_path.parent)
         catalog_ids, raw_items = _same_id_type(pd.Index(item_ids), raw_items)
         item = catalog_ids.get_indexer(raw_items)
         table.reject(item < 0, cols["item"], "item {value} is not in the items table " + items_path.name)
     n_items = len(item_ids)
-    for feature, file in (feature_files or {}).items():
-        path = _resolve(file, base)
+    # Resolved here (against base_dir or the working directory); .npy files left out beside the
+    # data are named in a warning.
+    files = None
+    if feature_files is not None:
+        files = {feature: _resolve(file, base).absolute() for feature, file in feature_files.items()}
+    for feature, path in feature_file_paths(base or inter_path.parent, files, discover=False).items():
         content.features[feature] = read_npy(path, feature)
         check_feature_matrix(content.features[feature], n_items, source=str(path), name=feature)
 
