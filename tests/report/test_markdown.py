@@ -101,9 +101,7 @@ def test_the_sampler_that_ran_is_named():
     payload["protocol"]["tuning"]["sampler"] = "grid search"
     payload["models"]["a"]["tuning"]["sampler"] = "grid search"
     report = render_report(payload)
-    assert (
-        "chosen by a grid search, every point of the grid once (budget 4 trials per model)" in report
-    )
+    assert "chosen by a grid search, every point of the grid once (budget 4 trials per model)" in report
     assert "| a | lr=0.01235 | 0.2500 | 4 | grid search | 6.0 |" in report
     assert "TPE" not in report
     payload["protocol"]["tuning"]["sampler"] = "grid search and Optuna TPE"
