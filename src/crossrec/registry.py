@@ -46,6 +46,12 @@ class Registry(Mapping[str, T], Generic[T]):
                 f"unknown {self.kind} '{name}'; choose one of {', '.join(self._entries)}"
             ) from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str, default: T | None = None) -> T | None:  # type: ignore[override]
+        return self._entries.get(name, default)
+
     def name_of(self, obj: object) -> str:
         """The name `obj` is registered under (run bundles save a model class by this name)."""
         for name, value in self._entries.items():

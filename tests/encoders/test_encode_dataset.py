@@ -62,7 +62,7 @@ def test_broken_inputs_are_reported_and_nothing_else_is_lost(
     )
     config = {"text": {"fields": ["title", "genres"], "batch_size": 2}, "image": {"batch_size": 2}}
     result = encode_dataset(dataset, config, tmp_path / "cache", encoders=ready, progress=False)
-    vectors, present, report = result
+    vectors, present, report = result.vectors, result.present, result.report
 
     assert {k: v.shape for k, v in vectors.items()} == {
         "text": (6, 384),

@@ -93,6 +93,7 @@ class ItemContent:
     text: dict[str, list[str | None]] = field(default_factory=dict)
     image: list[str | None] | None = None
     audio: list[str | None] | None = None
+    media: dict[str, list[str | None]] = field(default_factory=dict)  # other file inputs, e.g. video
     features: dict[str, np.ndarray] = field(default_factory=dict)
 
     def check(self, n_items: int, source: str = "item content") -> None:
@@ -101,7 +102,7 @@ class ItemContent:
                 raise DataError(
                     f"has {len(values)} entries, expected {n_items} items", file=source, field=name
                 )
-        for name, paths in (("image", self.image), ("audio", self.audio)):
+        for name, paths in (("image", self.image), ("audio", self.audio), *self.media.items()):
             if paths is not None and len(paths) != n_items:
                 raise DataError(
                     f"has {len(paths)} entries, expected {n_items} items", file=source, field=name

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crossrec.data.features import ItemFeatures
@@ -71,13 +71,33 @@ class AudioEncoderConfig(_PathConfig):
     max_seconds: float = Field(600.0, gt=0)
 
 
-class EncodersConfig(_Strict):
-    """Which encoder runs on which modality; a modality set to null is not encoded."""
+class EncodersConfig(BaseModel):
+    """Which encoder runs on which modality; a modality set to null is not encoded. Besides text,
+    image and audio, any modality registered in MODALITIES may be configured under its name."""
+
+    model_config = ConfigDict(extra="allow")
 
     text: TextEncoderConfig | None = Field(default_factory=TextEncoderConfig)
     image: ImageEncoderConfig | None = Field(default_factory=ImageEncoderConfig)
     audio: AudioEncoderConfig | None = Field(default_factory=AudioEncoderConfig)
     allow_download: bool = False  # fall back to the hub when neither a path nor the package has weights
+
+    @model_validator(mode="after")
+    def _registered_modalities(self) -> Self:
+        """An extra key must name a registered modality; its value is validated by that modality's
+        config class (so a typo fails at load time, naming what is registered)."""
+        for name, raw in list((self.__pydantic_extra__ or {}).items()):
+            if name not in MODALITIES:
+                raise ValueError(f"no modality '{name}' is registered; registered: {', '.join(MODALITIES)}")
+            spec = MODALITIES[name]
+            self.__pydantic_extra__[name] = None if raw is None else spec.config.model_validate(raw)
+        return self
+
+    def modality_config(self, name: str) -> BaseModel | None:
+        """The config of modality `name` (None when it is switched off or not configured)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        return (self.__pydantic_extra__ or {}).get(name)
 
 
 ModalityConfig = TextEncoderConfig | ImageEncoderConfig | AudioEncoderConfig
@@ -120,13 +140,21 @@ def parse_config(config: EncodersConfig | Mapping[str, Any] | None) -> EncodersC
 
 def build_encoder(
     modality: str,
-    config: ModalityConfig,
+    config: BaseModel,
     *,
     allow_download: bool = False,
     artifact_dir: str | Path | None = None,
 ) -> Encoder:
-    """The encoder a modality's config names, with weights resolved and verified; an onnx backend's graph
-    is exported into `artifact_dir` (default: fast.model_cache_dir()) on first use."""
+    """The encoder a modality's config names, with weights resolved and verified (see the modality's
+    registration in MODALITIES)."""
+    return MODALITIES[modality].build(config, allow_download=allow_download, artifact_dir=artifact_dir)
+
+
+def _pretrained(
+    modality: str, config: ModalityConfig, *, allow_download: bool, artifact_dir: str | Path | None
+) -> Encoder:
+    """The shipped encoders: weights from the registry; an onnx backend's graph is exported into
+    `artifact_dir` (default: fast.model_cache_dir()) on first use."""
     try:
         spec = get_spec(config.model)
     except Exception as exc:
@@ -148,6 +176,48 @@ def build_encoder(
     if isinstance(config, AudioEncoderConfig):
         return AisfxEncoder(model, pooling=config.pooling, max_seconds=config.max_seconds, **path)
     return MiniLMEncoder(model, adapter=config.adapter, **path)
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A modality's one registration: its config class (under `encode.models.<name>`), how a
+    dataset provides one raw input per item, and how its encoder is built. `kind` says whether inputs
+    are texts (hashed by content) or file paths (hashed by the file's bytes)."""
+
+    name: str
+    config: type[BaseModel]
+    inputs: Callable[[ItemContent, Any], list[str | None] | None]
+    build: Callable[..., Encoder]
+    kind: Literal["text", "file"] = "file"
+
+
+MODALITIES: Registry[Modality] = Registry("modality")
+MODALITIES.register(
+    "text",
+    Modality(
+        "text",
+        TextEncoderConfig,
+        lambda content, cfg: item_texts(content, _text_fields(content, cfg)) if content.text else None,
+        lambda cfg, **kw: _pretrained("text", cfg, **kw),
+        kind="text",
+    ),
+)
+MODALITIES.register(
+    "image",
+    Modality(
+        "image", ImageEncoderConfig, lambda c, cfg: c.image, lambda cfg, **kw: _pretrained("image", cfg, **kw)
+    ),
+)
+MODALITIES.register(
+    "audio",
+    Modality(
+        "audio", AudioEncoderConfig, lambda c, cfg: c.audio, lambda cfg, **kw: _pretrained("audio", cfg, **kw)
+    ),
+)
+
+
+def _text_fields(content: ItemContent, cfg: TextEncoderConfig) -> list[str]:
+    return cfg.fields if cfg.fields is not None else list(content.text)
 
 
 def encode_dataset(
@@ -191,7 +261,9 @@ def encode_dataset(
             encoder = (encoders or {}).get(modality) or build_encoder(
                 modality, modality_config, allow_download=config.allow_download
             )
-            run = _ModalityRun(modality, encoder, modality_config.batch_size, dataset, report, bar, on_batch)
+            batch_size = getattr(modality_config, "batch_size", 16)
+            kind = MODALITIES[modality].kind
+            run = _ModalityRun(modality, kind, encoder, batch_size, dataset, report, bar, on_batch)
             cache = EmbeddingCache(Path(cache_dir) / modality, encoder.fingerprint, encoder.outputs)
             outputs, mask = run.encode(raws, sources, cache)
             for output, matrix in outputs.items():
@@ -238,31 +310,30 @@ def _widen(result: EncodeResult, rows: np.ndarray, n_items: int) -> EncodeResult
 
 def _modality_inputs(
     dataset: Dataset, config: EncodersConfig, report: IngestReport
-) -> dict[str, tuple[ModalityConfig, list[str | None], list[str]]]:
+) -> dict[str, tuple[Any, list[str | None], list[str]]]:
     """Per configured modality the dataset has: its config, one raw input per item, and their sources."""
-    content = dataset.content
-    found: dict[str, tuple[ModalityConfig, list[str | None], list[str]]] = {}
-    if config.text is not None:
-        if content.text:
-            fields = config.text.fields if config.text.fields is not None else list(content.text)
-            texts = item_texts(content, fields)
-            found["text"] = (config.text, texts, [f"text fields {', '.join(fields)}"] * len(texts))
-        else:
-            report.not_in_dataset.append("text")
-    for modality, paths in (("image", content.image), ("audio", content.audio)):
-        modality_config = getattr(config, modality)
+    found: dict[str, tuple[Any, list[str | None], list[str]]] = {}
+    for name, modality in MODALITIES.items():
+        modality_config = config.modality_config(name)
         if modality_config is None:
             continue
-        if paths is None or all(p is None for p in paths):
-            report.not_in_dataset.append(modality)
+        raws = modality.inputs(dataset.content, modality_config)
+        if raws is None or (modality.kind == "file" and all(r is None for r in raws)):
+            report.not_in_dataset.append(name)
+            continue
+        if modality.kind == "text":
+            fields = _text_fields(dataset.content, modality_config)
+            sources = [f"text fields {', '.join(fields)}"] * len(raws)
         else:
-            found[modality] = (modality_config, list(paths), [str(p) for p in paths])
+            sources = [str(r) for r in raws]
+        found[name] = (modality_config, list(raws), sources)
     return found
 
 
 @dataclass
 class _ModalityRun:
     modality: str
+    kind: str
     encoder: Encoder
     batch_size: int
     dataset: Dataset
@@ -295,7 +366,7 @@ class _ModalityRun:
                 outputs[name][rows] = got[name]
             mask[rows] = True
         for i, key in enumerate(keys):
-            if raws[i] is None and self.modality != "text":
+            if raws[i] is None and self.kind != "text":
                 counts.absent += 1
             elif key is not None and key in self.failed:
                 self._issue(i, sources[i], "skipped", self.failed[key])
@@ -309,10 +380,10 @@ class _ModalityRun:
     def _key(self, item: int, raw: str | None, source: str) -> str | None:
         """Content hash of an item's input; None (with a skip recorded) when there is none to hash."""
         if raw is None:
-            if self.modality == "text":
+            if self.kind == "text":
                 self._issue(item, source, "skipped", "empty text (no configured field has a value)")
             return None
-        if self.modality == "text":
+        if self.kind == "text":
             return content_key(raw)
         try:
             return file_key(raw)
