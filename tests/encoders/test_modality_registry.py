@@ -102,6 +102,6 @@ def test_a_registered_modality_is_configured_encoded_and_used_by_a_model(tmp_pat
 
 def test_an_unregistered_modality_is_named_at_load_time():
     with pytest.raises(
-        ConfigError, match="no modality .smell. is registered; registered: text, image, audio"
+        ConfigError, match=r"no modality 'smell' is registered; registered: text, image, audio"
     ):
         load_config({"encode": {"models": {"smell": {}}}})
