@@ -51,7 +51,7 @@ class TextEncoderConfig(_PathConfig):
     path: str | None = None  # explicit local weights: wins over the installed package
     fields: list[str] | None = None  # None: every text field of the dataset, in its order
     batch_size: int = Field(64, ge=1)
-    adapter: str | None = None  # a LoRA adapter folder (encoders/finetune.py), MiniLM only
+    adapter: str | None = None  # a LoRA adapter folder (align/lora.py trains it), MiniLM only
 
 
 class ImageEncoderConfig(_PathConfig):
