@@ -32,12 +32,14 @@ def minilm_model():
 
 def test_seal_then_verify_round_trip(tmp_path: Path, minilm_model) -> None:
     (tmp_path / "README.md").write_text("model card with /home/someone/paths")
-    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 4, "base_model_name_or_path": "/local"}))
+    config = {"r": 4, "base_model_name_or_path": "/local", "target_modules": ["value", "query"]}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
     (tmp_path / "adapter_model.safetensors").write_bytes(b"weights")
     seal_adapter(tmp_path, minilm_model, {"params": {"r": 4}, "pairs": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*ADAPTER_FILES, MANIFEST])
     config = json.loads((tmp_path / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert config["target_modules"] == ["query", "value"]  # peft's set order varies with the hash seed
     manifest = json.loads((tmp_path / MANIFEST).read_text())
     assert list(manifest) == ["base_model", "base_weights_sha256", "params", "pairs", "files"]
     digest = adapter_digest(tmp_path, minilm_model)

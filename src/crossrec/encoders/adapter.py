@@ -23,12 +23,15 @@ MANIFEST = "lora.json"
 
 def seal_adapter(directory: Path, model: ResolvedModel, facts: dict[str, Any]) -> None:
     """Turn the folder peft's `save_pretrained` wrote into a shareable artifact: drop peft's model card
-    (it carries local paths), name the base model by id rather than by folder, and write the manifest
-    (`facts` about the training, then the sha256 of every adapter file)."""
+    (it carries local paths), name the base model by id rather than by folder, sort `target_modules`
+    (peft writes a set, in an order that changes with PYTHONHASHSEED, and the digest hashes these
+    bytes), and write the manifest (`facts` about the training, then the sha256 of every adapter file)."""
     (directory / "README.md").unlink(missing_ok=True)
     config_path = directory / "adapter_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = model.spec.hub_id or model.spec.name
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     manifest = {
         "base_model": model.spec.name,
