@@ -38,9 +38,10 @@ class _Strict(BaseModel):
 
 
 class _PathConfig(_Strict):
-    """How the network runs. onnx fp32 is the default: the same vectors as torch (cosine 1.0 to 1e-6) at
-    2.5-9x the speed (docs/encoders.md); int8 (MiniLM only) trades cosine ~0.996 for more speed. The
-    backend is part of the encoder fingerprint, so switching it re-encodes rather than mixing vectors."""
+    """How the network runs. onnx fp32 is the default: the same vectors as torch (cosine 1.0 to 1e-6),
+    2.8-5.6x the torch speed for images and 1.2-2.7x for audio, but a median 0.54x for MiniLM text on
+    2 shared cores (docs/encoders.md); int8 (MiniLM only) trades cosine ~0.996 for speed. The backend is
+    part of the encoder fingerprint, so switching it re-encodes rather than mixing vectors."""
 
     backend: Backend = "onnx"
     precision: Precision = "fp32"
