@@ -25,10 +25,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from crossrec.align.lora import LoraTextTuner, co_interaction_pairs
 from crossrec.data.loaders import load_dataset
 from crossrec.data.splits import cold_item_split
 from crossrec.encoders.build import encode_dataset
-from crossrec.encoders.finetune import LoraTextTuner, co_interaction_pairs
 from crossrec.encoders.text import item_texts
 from crossrec.eval.ranking import RankingEvaluator, evaluator_for
 from crossrec.io import write_json_atomic

@@ -9,7 +9,7 @@ import pytest
 
 from crossrec.data.schema import ItemContent
 from crossrec.encoders.base import BadInput
-from crossrec.encoders.text import MiniLMEncoder, WordLlamaEncoder, item_texts
+from crossrec.encoders.text import MiniLMEncoder, WordLlamaEncoder, item_texts, load_sentence_transformer
 from crossrec.errors import ConfigError
 
 HORROR, SCARY, MUSICAL = "a frightening horror film", "a scary horror movie", "a cheerful musical comedy"
@@ -45,6 +45,23 @@ def test_real_titles_encode_batched_and_alone_alike(minilm: MiniLMEncoder, share
     alone = minilm.encode(titles[:1])
     assert together.shape == (8, 384) and np.isfinite(together).all()
     assert np.allclose(together[0], alone[0], atol=1e-5)
+
+
+def test_minilm_micro_batches_match_sentence_transformers_encode(
+    minilm: MiniLMEncoder, shared_data: Path
+) -> None:
+    """The torch path sorts by length into micro-batches and restores the order: the vectors must be
+    sentence-transformers' own, row for row, on texts of mixed lengths spanning several micro-batches."""
+    import pandas as pd
+
+    titles = (
+        pd.read_csv(shared_data / "movielens-small" / "ml-latest-small" / "movies.csv").title[:40].tolist()
+    )
+    texts = [" ".join([title] * (i * 7 % 5 + 1)) for i, title in enumerate(titles)]
+    reference = load_sentence_transformer(minilm.model).encode(
+        texts, batch_size=64, normalize_embeddings=True
+    )
+    np.testing.assert_allclose(minilm.encode(texts), reference, atol=1e-5)
 
 
 def test_fingerprint_names_model_and_weights(minilm: MiniLMEncoder, wordllama: WordLlamaEncoder) -> None:

@@ -19,6 +19,7 @@ from torch import nn
 
 from crossrec.align.retrieval import paired_recall
 from crossrec.io import atomic_path
+from crossrec.training import EarlyStopping
 
 
 def _head(in_dim: int, dim: int, hidden: int, dropout: float) -> nn.Module:
@@ -104,7 +105,7 @@ class SharedSpace:
         }
         params = [*self.heads.parameters(), self.log_scale]
         optimiser = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        best, best_state, stale = -1.0, None, 0
+        stopping: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(self.patience)
         for epoch in range(1, self.epochs + 1):
             self.heads.train()
             losses = []
@@ -127,15 +128,11 @@ class SharedSpace:
                     losses.append(loss.item())
             score = self._validate(data, pair_rows)
             self.history.append({"epoch": epoch, "loss": float(np.mean(losses)), "valid_recall@10": score})
-            if score > best:
-                best, stale = score, 0
-                best_state = {k: v.clone() for k, v in self._state_dict().items()}
-            else:
-                stale += 1
-                if stale >= self.patience:
-                    break
-        if best_state is not None:
-            self._load_state_dict(best_state)
+            stopping.update(score, epoch, lambda: {k: v.clone() for k, v in self._state_dict().items()})
+            if stopping.should_stop:
+                break
+        if stopping.best_state is not None:
+            self._load_state_dict(stopping.best_state)
         self.heads.eval()
         return self
 

@@ -39,9 +39,10 @@ class _Strict(BaseModel):
 
 
 class _PathConfig(_Strict):
-    """How the network runs. onnx fp32 is the default: the same vectors as torch (cosine 1.0 to 1e-6) at
-    2.5-9x the speed (docs/encoders.md); int8 (MiniLM only) trades cosine ~0.996 for more speed. The
-    backend is part of the encoder fingerprint, so switching it re-encodes rather than mixing vectors."""
+    """How the network runs. onnx fp32 is the default: the same vectors as torch (cosine 1.0 to 1e-6),
+    2.8-5.6x the torch speed for images and 1.2-2.7x for audio, but a median 0.54x for MiniLM text on
+    2 shared cores (docs/encoders.md); int8 (MiniLM only) trades cosine ~0.996 for speed. The backend is
+    part of the encoder fingerprint, so switching it re-encodes rather than mixing vectors."""
 
     backend: Backend = "onnx"
     precision: Precision = "fp32"
@@ -52,7 +53,7 @@ class TextEncoderConfig(_PathConfig):
     path: str | None = None  # explicit local weights: wins over the installed package
     fields: list[str] | None = None  # None: every text field of the dataset, in its order
     batch_size: int = Field(64, ge=1)
-    adapter: str | None = None  # a LoRA adapter folder (encoders/finetune.py), MiniLM only
+    adapter: str | None = None  # a LoRA adapter folder (align/lora.py trains it), MiniLM only
 
 
 class ImageEncoderConfig(_PathConfig):

@@ -10,16 +10,20 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from crossrec.data.schema import ItemContent
+from crossrec.encoders.adapter import adapter_digest, merge_adapter
 from crossrec.encoders.base import MAIN_OUTPUT, BadInput, Encoder, Loaded
-from crossrec.encoders.fast import Backend, OnnxModel, Precision, export_onnx, quantize_int8
+from crossrec.encoders.fast import Backend, Precision, export_onnx, quantize_int8
 from crossrec.encoders.registry import ResolvedModel, require_code
 from crossrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 _SPACES = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -61,10 +65,11 @@ class _TextEncoder(Encoder):
 class MiniLMEncoder(_TextEncoder):
     """all-MiniLM-L6-v2 through sentence-transformers: unit-length 384-d vectors, 256 word pieces max.
 
-    With `adapter`, a LoRA adapter trained by `LoraTextTuner` is merged into the weights first.
-    The onnx backend runs the same network (mean pooling and normalisation inside the graph) on
-    length-sorted micro-batches, so short texts are not padded to the longest one of a batch; int8
-    quantises every MatMul but the feed-forward outputs, whose activation outliers int8 cannot hold.
+    With `adapter`, a LoRA adapter (encoders/adapter.py; trained by `crossrec.align.lora`) is merged into
+    the weights first. Both backends run length-sorted micro-batches, so short texts are not padded to
+    the longest one of a batch; the onnx backend runs the same network with mean pooling and
+    normalisation inside the graph. int8 quantises every MatMul but the feed-forward outputs, whose
+    activation outliers int8 cannot hold.
     """
 
     onnx_precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8")
@@ -81,19 +86,13 @@ class MiniLMEncoder(_TextEncoder):
         adapter: str | Path | None = None,
     ) -> None:
         require_code(model.spec)
-        from sentence_transformers import SentenceTransformer
-
-        from crossrec.encoders.finetune import adapter_digest, merge_adapter
-
         settings: dict[str, Any] = {"max_seq_length": max_seq_length}
-        if adapter is not None:  # a LoRA adapter (encoders/finetune.py): its digest keys the cache
+        if adapter is not None:  # a LoRA adapter's digest keys the cache
             settings["adapter"] = adapter_digest(adapter, model)
         super().__init__(model, settings, backend=backend, precision=precision)
-        with _quiet_transformers():
-            self._st = SentenceTransformer(str(model.weights.parent), device="cpu", local_files_only=True)
+        self._st = load_sentence_transformer(model)
         if adapter is not None:
             self._st[0].auto_model = merge_adapter(self._st[0].auto_model, adapter)
-        self._st.max_seq_length = max_seq_length
         self.max_seq_length = max_seq_length
         dimension = (
             getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
@@ -104,23 +103,11 @@ class MiniLMEncoder(_TextEncoder):
         )
 
     def encode_loaded(self, batch: Sequence[Loaded]) -> dict[str, np.ndarray]:
-        texts = [item.data for item in batch]
-        if self._onnx is not None:
-            return {MAIN_OUTPUT: self._encode_onnx(self._onnx, texts)}
-        vectors = self._st.encode(
-            texts,
-            batch_size=len(batch),
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return {MAIN_OUTPUT: np.asarray(vectors, dtype=np.float32)}
-
-    def _encode_onnx(self, graph: OnnxModel, texts: list[str]) -> np.ndarray:
         tokenizer = self._st.tokenizer
-        ids = tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
+        ids = tokenizer([item.data for item in batch], truncation=True, max_length=self.max_seq_length)
+        ids = ids["input_ids"]
         order = np.argsort([len(row) for row in ids], kind="stable")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
         for start in range(0, len(order), self.micro_batch):
             rows = order[start : start + self.micro_batch]
             width = max(len(ids[r]) for r in rows)
@@ -129,8 +116,15 @@ class MiniLMEncoder(_TextEncoder):
             for i, r in enumerate(rows):
                 input_ids[i, : len(ids[r])] = ids[r]
                 mask[i, : len(ids[r])] = 1
-            out[rows] = graph.run({"input_ids": input_ids, "attention_mask": mask})[0]
-        return out
+            out[rows] = self._network(input_ids, mask)
+        return {MAIN_OUTPUT: out}
+
+    def _network(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self._onnx is not None:
+            return self._onnx.run({"input_ids": input_ids, "attention_mask": mask})[0]
+        features = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+        with torch.inference_mode():
+            return self._st(features)["sentence_embedding"].numpy()
 
     def _export(self, path: Path) -> None:
         example = self._st.tokenizer(
@@ -162,6 +156,15 @@ class _MeanPooled(torch.nn.Module):
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=1)
+
+
+def load_sentence_transformer(model: ResolvedModel) -> SentenceTransformer:
+    """MiniLM's sentence-transformers pipeline (BERT, mean pooling, normalisation) from its verified local
+    folder, offline and in eval mode, without transformers' per-load progress bar."""
+    from sentence_transformers import SentenceTransformer
+
+    with _quiet_transformers():
+        return SentenceTransformer(str(model.weights.parent), device="cpu", local_files_only=True).eval()
 
 
 @contextmanager

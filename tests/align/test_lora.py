@@ -1,8 +1,11 @@
-"""LoRA fine-tuning of MiniLM: co-interaction pairs, a short real training run, the adapter artifact."""
+"""LoRA fine-tuning of MiniLM: co-interaction pairs, a short real training run, the adapter it saves.
+
+The adapter format itself (verification, merging) is tested in tests/encoders/test_adapter.py.
+"""
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +13,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from crossrec.align import lora
+from crossrec.align.lora import ItemPairs, LoraTextTuner, co_interaction_pairs
 from crossrec.data.schema import Interactions
-from crossrec.encoders import finetune
-from crossrec.encoders.build import TextEncoderConfig, build_encoder
-from crossrec.encoders.finetune import LoraTextTuner, adapter_digest, co_interaction_pairs
-from crossrec.encoders.registry import ModelFileError, resolve
+from crossrec.encoders.registry import resolve
 from crossrec.encoders.text import MiniLMEncoder
 from crossrec.errors import ConfigError
 
@@ -28,7 +30,7 @@ TINY = Interactions(
 )
 
 
-def _as_set(pairs: finetune.ItemPairs) -> dict[tuple[int, int], float]:
+def _as_set(pairs: ItemPairs) -> dict[tuple[int, int], float]:
     return {(int(a), int(b)): round(float(s), 4) for a, b, s in zip(*pairs, strict=True)}
 
 
@@ -60,7 +62,7 @@ def test_pairs_sample_is_seeded_subset() -> None:
 def test_pairs_blockwise_match_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
     inter = Interactions.from_matrix(sp.random(40, 30, density=0.25, random_state=1, format="csr"))
     whole = co_interaction_pairs(inter, min_count=2, per_item=3, max_pairs=10**6)
-    monkeypatch.setattr(finetune, "_BLOCK_CELLS", 30 * 4)  # 4 item rows per block: 8 blocks
+    monkeypatch.setattr(lora, "_BLOCK_CELLS", 30 * 4)  # 4 item rows per block: 8 blocks
     blocks = co_interaction_pairs(inter, min_count=2, per_item=3, max_pairs=10**6)
     assert len(whole.left) > 20 and _as_set(blocks) == _as_set(whole)
     r = inter.to_csr().toarray()
@@ -70,7 +72,7 @@ def test_pairs_blockwise_match_one_block(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 TEXTS = [f"title: movie {i}. genres: {g}" for i, g in enumerate(["Comedy", "Drama", "Horror", "Sci-Fi"] * 16)]
-PAIRS = finetune.ItemPairs(np.arange(32), np.arange(32, 64)[::-1].copy(), np.ones(32, dtype=np.float32))
+PAIRS = ItemPairs(np.arange(32), np.arange(32, 64)[::-1].copy(), np.ones(32, dtype=np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -124,22 +126,9 @@ def test_adapter_reloads_into_the_tuned_vectors(
         "lora.json",
     ]
     assert sum(p.stat().st_size for p in adapter.iterdir()) < 2_000_000
-
-
-def test_build_encoder_takes_the_adapter_from_config(adapter: Path) -> None:
-    config = TextEncoderConfig(backend="torch", adapter=str(adapter))
-    encoder = build_encoder("text", config)
-    assert encoder.settings["adapter"] == adapter_digest(adapter, resolve("all-MiniLM-L6-v2"))
-    with pytest.raises(ConfigError, match="adapter"):
-        build_encoder("text", TextEncoderConfig(model="wordllama", backend="torch", adapter=str(adapter)))
-
-
-def test_damaged_adapter_is_refused(adapter: Path, tmp_path: Path) -> None:
-    copy = Path(shutil.copytree(adapter, tmp_path / "copy"))
-    with open(copy / "adapter_model.safetensors", "ab") as fh:
-        fh.write(b"\0")
-    with pytest.raises(ModelFileError, match="does not match"):
-        MiniLMEncoder(resolve("all-MiniLM-L6-v2"), adapter=copy)
+    manifest = json.loads((adapter / "lora.json").read_text())
+    assert manifest["params"] == tuner.params and manifest["pairs"] == 32
+    assert manifest["epoch_loss"] == tuner.history["epoch_loss"]
 
 
 def test_save_replaces_atomically(

@@ -3,16 +3,15 @@
 Frozen sentence vectors place items by what their text says; users place them by what they consume
 together. A low-rank adapter (peft LoRA on the attention projections) pulls the texts of items consumed
 by the same users together with a symmetric InfoNCE loss, so that items with no interactions at all
-(cold items) land near the warm items their audience consumes. Only the adapter trains: the base weights
-stay frozen and pinned, and the adapter is a small artifact (a few hundred KB) that `MiniLMEncoder(...,
-adapter=dir)` merges back into the network, with its digest in the encoder fingerprint so tuned and
-frozen vectors never share a cache entry.
+(cold items) land near the warm items their audience consumes: it aligns the text encoder with
+behaviour. Only the adapter trains: the base weights stay frozen and pinned, and the adapter is a small
+artifact (a few hundred KB, format in `crossrec.encoders.adapter`) that `MiniLMEncoder(..., adapter=dir)`
+merges back into the network, with its digest in the encoder fingerprint so tuned and frozen vectors
+never share a cache entry.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -26,11 +25,11 @@ import numpy as np
 import torch
 
 from crossrec.data.schema import Interactions
-from crossrec.encoders.registry import ModelFileError, ResolvedModel, resolve, sha256_file
+from crossrec.encoders.adapter import seal_adapter
+from crossrec.encoders.registry import ResolvedModel, resolve
+from crossrec.encoders.text import load_sentence_transformer
 from crossrec.errors import ConfigError
 
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
-MANIFEST = "lora.json"
 _BLOCK_CELLS = 1 << 22  # dense co-occurrence cells per block (16 MB of float32)
 
 
@@ -117,9 +116,6 @@ class LoraTextTuner:
         model: ResolvedModel | None = None,
     ) -> None:
         from peft import LoraConfig, get_peft_model
-        from sentence_transformers import SentenceTransformer
-
-        from crossrec.encoders.text import _quiet_transformers
 
         if batch_size < 2:
             raise ConfigError("batch_size must be >= 2: the other pairs of a batch are the negatives")
@@ -137,8 +133,7 @@ class LoraTextTuner:
         }
         self.model = model or resolve("all-MiniLM-L6-v2")
         torch.manual_seed(seed)  # LoRA's A matrices are initialised randomly
-        with _quiet_transformers():
-            st = SentenceTransformer(str(self.model.weights.parent), device="cpu", local_files_only=True)
+        st = load_sentence_transformer(self.model)
         self.tokenizer = st.tokenizer
         config = LoraConfig(
             r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), bias="none"
@@ -240,21 +235,13 @@ class LoraTextTuner:
         old = tmp.with_name(tmp.name.replace(".tmp", ".old"))
         try:
             self.network.save_pretrained(str(tmp))
-            (tmp / "README.md").unlink(missing_ok=True)  # peft's model-card template, with local paths
-            config_path = tmp / "adapter_config.json"
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-            config["base_model_name_or_path"] = self.model.spec.hub_id or self.model.spec.name
-            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            manifest = {
-                "base_model": self.model.spec.name,
-                "base_weights_sha256": self.model.spec.weights_sha256,
+            facts = {
                 "params": self.params,
                 "pairs": self.n_pairs,
                 "epoch_loss": self.history["epoch_loss"],
                 "train_seconds": round(self.train_seconds, 1),
-                "files": {name: sha256_file(tmp / name) for name in ADAPTER_FILES},
             }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            seal_adapter(tmp, self.model, facts)
             if directory.exists():
                 os.replace(directory, old)
             os.replace(tmp, directory)
@@ -262,41 +249,6 @@ class LoraTextTuner:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(old, ignore_errors=True)
         return directory
-
-
-def adapter_digest(directory: str | Path, model: ResolvedModel) -> str:
-    """The adapter's identity for fingerprints, after checking its files against its manifest and that
-    it was trained on `model`'s weights; raises ModelFileError naming the problem otherwise."""
-    directory = Path(directory)
-    manifest_path = directory / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-        base = manifest["base_weights_sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"LoRA adapter {directory}: unreadable {MANIFEST} ({exc})") from exc
-    if base != model.spec.weights_sha256:
-        raise ModelFileError(
-            f"LoRA adapter {directory} was trained on weights {str(base)[:16]}..., not on "
-            f"{model.spec.name} ({model.spec.weights_sha256[:16]}...)"
-        )
-    for name in ADAPTER_FILES:
-        path = directory / name
-        actual = sha256_file(path) if path.is_file() else "missing"
-        if actual != files.get(name):
-            raise ModelFileError(
-                f"LoRA adapter {path}: sha256 {actual[:16]} does not match {MANIFEST}; retrain or re-copy it"
-            )
-    return hashlib.sha256("".join(files[name] for name in ADAPTER_FILES).encode()).hexdigest()[:16]
-
-
-def merge_adapter(bert: torch.nn.Module, directory: str | Path) -> torch.nn.Module:
-    """`bert` with the (verified) adapter's low-rank updates merged into its weights: a plain BertModel
-    again, so the torch and ONNX paths run it unchanged and as fast as the frozen one."""
-    from peft import PeftModel
-
-    merged = PeftModel.from_pretrained(bert, str(directory), is_trainable=False).merge_and_unload()
-    return merged.eval()
 
 
 def _progress(enabled: bool) -> Any:
