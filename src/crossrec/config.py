@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crossrec.align.stage import AlignConfig
 from crossrec.encoders.build import EncodersConfig
 from crossrec.errors import ConfigError
 
@@ -159,6 +160,7 @@ class Config(_Strict):
     threads: int | None = None
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     encode: EncodeConfig | None = None
+    align: AlignConfig | None = None  # shared-space heads trained on the run's catalogue (align/stage.py)
     split: SplitConfig = Field(default_factory=SplitConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig(name="mostpop")])

@@ -9,7 +9,7 @@ to land in its space, which needs fewer pairs than learning two heads at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from crossrec.align.retrieval import paired_recall
+from crossrec.data.features import ItemFeatures, as_feature_set
 from crossrec.io import atomic_path
 from crossrec.training import EarlyStopping
 
@@ -80,13 +81,16 @@ class SharedSpace:
         return self._project(name, torch.as_tensor(np.asarray(x), dtype=torch.float32)).numpy()
 
     # -- training ---------------------------------------------------------------------------------
-    def fit(self, features: dict[str, np.ndarray], pairs: Sequence[tuple[str, str]]) -> Self:
-        """`features[m]` has one row per item (NaN rows = the item lacks modality m); each pair
-        (a, b) trains on the items that have both."""
+    def fit(
+        self, features: Mapping[str, ItemFeatures | np.ndarray], pairs: Sequence[tuple[str, str]]
+    ) -> Self:
+        """`features[m]` has one row per item, with its presence mask (bare matrices: all-zero or NaN
+        rows count as absent); each pair (a, b) trains on the items that have both."""
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        data = {m: torch.as_tensor(np.asarray(x), dtype=torch.float32) for m, x in features.items()}
-        present = {m: torch.isfinite(x).all(1) for m, x in data.items()}
+        feature_set = as_feature_set(features)
+        data = {m: torch.from_numpy(f.matrix) for m, f in feature_set.items()}
+        present = {m: torch.from_numpy(f.present) for m, f in feature_set.items()}
         n = len(next(iter(data.values())))
         is_valid = torch.as_tensor(rng.random(n) < self.valid_fraction)
         dim = data[self.anchor].shape[1] if self.anchor else self.dim

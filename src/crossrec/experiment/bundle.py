@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from crossrec.align.heads import SharedSpace
 from crossrec.config import Config, load_config
 from crossrec.data.features import ItemFeatures
 from crossrec.data.schema import Dataset, Split
@@ -151,6 +152,7 @@ class Bundle:
     features: dict[str, ItemFeatures]
     split: Split
     config: Config
+    heads: SharedSpace | None = None  # the run's shared-space heads, when it trained them
 
     def __post_init__(self) -> None:
         self._user_index = {u: i for i, u in enumerate(self.user_ids)}
@@ -221,6 +223,17 @@ def load_bundle(path: str | Path, model: str | None = None) -> Bundle:
         recommender.restore(split.train, features)
     with open(path / "items.jsonl", encoding="utf-8") as fh:
         items = [json.loads(line) for line in fh]
+    heads = SharedSpace.load(path / manifest["heads"]) if manifest.get("heads") else None
     return Bundle(
-        path, manifest, label, recommender, ids["user_ids"], ids["item_ids"], items, features, split, config
+        path,
+        manifest,
+        label,
+        recommender,
+        ids["user_ids"],
+        ids["item_ids"],
+        items,
+        features,
+        split,
+        config,
+        heads,
     )

@@ -17,6 +17,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from crossrec.align.stage import align_features
 from crossrec.config import Config, load_config
 from crossrec.data.features import ItemFeatures, as_feature_set
 from crossrec.data.loaders import load_dataset
@@ -107,6 +108,15 @@ def _execute(config: Config, executor: Executor, *, quiet: bool, resume: bool) -
         )
         split.save(run_dir / "split.npz")
     features, ingest = _item_features(config, dataset, run_dir, console, quiet)
+    heads = None
+    if config.align is not None:
+        aligned = align_features(features, config.align)
+        heads = aligned.space.save(run_dir / "shared_space.pt")
+        write_json_atomic(
+            run_dir / "shared_space.json", {"chosen": aligned.chosen, "candidates": aligned.candidates}
+        )
+        features.update(aligned.features)
+        console.print(f"shared space: {', '.join(aligned.features)} (candidate {aligned.chosen} chosen)")
     console.print(
         f"[bold]{dataset.name}[/]: {dataset.n_users:,} users, {dataset.n_items:,} items; " + split_line(split)
     )
@@ -122,7 +132,7 @@ def _execute(config: Config, executor: Executor, *, quiet: bool, resume: bool) -
     write_text_atomic(run_dir / "report.md", render_report(payload))
     bundle_dir = None
     if config.bundle.write:
-        bundle_dir = write_bundle(run_dir / "bundle", config, dataset, split, features, runs, payload)
+        bundle_dir = write_bundle(run_dir / "bundle", config, dataset, split, features, runs, payload, heads)
     console.print(f"report written to [bold]{run_dir / 'report.md'}[/]")
     return ExperimentResult(config, run_dir, runs, payload, bundle_dir)
 
