@@ -133,6 +133,20 @@ def cold_part(dataset, features, console: Console) -> dict:
                 "eval_every": 2,
             },
         ),
+        (
+            "freedom",
+            {
+                "embedding_dim": 64,
+                "n_layers": 2,
+                "modalities": ["text", "genres"],
+                "edge_keep": 1.0,
+                "lr": 0.005,
+                "modality_loss_weight": 0.1,
+                "epochs": 200,
+                "patience": 4,
+                "eval_every": 2,
+            },
+        ),
         ("contentknn", {"feature": "text"}),
     ):
         model = build_model(name, seed=0, **params)

@@ -22,6 +22,7 @@ import torch
 
 from crossrec.data.features import FeatureSet
 from crossrec.data.schema import Interactions
+from crossrec.models.base import FeatureInput
 from crossrec.models.fusion import FUSIONS, ModalityFusion, ModalityProjections, select_features
 from crossrec.models.graph import (
     degree_sensitive_prune,
@@ -37,6 +38,7 @@ from crossrec.models.neural import IdTables, NeuralRecommender
 
 class FREEDOM(NeuralRecommender):
     name = "FREEDOM"
+    can_embed_content = True
 
     default_overrides: ClassVar[dict[str, Any]] = {"reg_weight": 0.0}
 
@@ -69,6 +71,7 @@ class FREEDOM(NeuralRecommender):
         self._adj: torch.Tensor | None = None
         self._train_adj: torch.Tensor | None = None
         self._item_graphs: list[torch.Tensor] = []
+        self._catalogue: list[tuple[torch.Tensor, np.ndarray]] = []
 
     def _build(self, train: Interactions, item_features: FeatureSet, gen: torch.Generator) -> torch.nn.Module:
         features, _ = select_features(item_features, self.modalities, train.n_items, self.name)
@@ -76,6 +79,11 @@ class FREEDOM(NeuralRecommender):
         self._adj = to_torch_csr(normalized_adjacency(self._r))
         self._train_adj = self._adj
         graphs = [knn_graph(f, self.knn_k) for f in features.values()]
+        # What mapping new content needs: each modality's unit features and graph degrees.
+        self._catalogue = [
+            (f, np.asarray(g.astype(bool).sum(axis=1)).ravel())
+            for f, g in zip(features.values(), graphs, strict=True)
+        ]
         if self.fusion == "mean":
             graphs = [sum(graphs[1:], graphs[0]) / len(graphs)]
         self._item_graphs = [to_torch_csr(g) for g in graphs]
@@ -99,6 +107,32 @@ class FREEDOM(NeuralRecommender):
         parts = [power_propagate(graph, item_ids, self.n_item_layers) for graph in self._item_graphs]
         net = self._network()
         return parts[0] if self.fusion == "mean" else net["fusion"](parts)
+
+    def embed_items(self, features: FeatureInput) -> np.ndarray:
+        """A new item joins each modality graph through its `knn_k` nearest catalogue items, with the
+        graph's symmetric weights 1 / sqrt(k * degree); it has no interactions, so its user-item part
+        is zero and its vector is the item side alone: the neighbours' propagated id embeddings."""
+        net = self._network()
+        names = net["modalities"].names
+        new, present = select_features(features, names, None, self.name)
+        ids = self._ids().item
+        with torch.no_grad():
+            parts = []
+            for m, ((catalogue, degree), name) in enumerate(zip(self._catalogue, names, strict=True)):
+                # The earlier item layers run over the graph the model propagates on (the mean graph
+                # for `mean` fusion), so only the new item's own row is added.
+                graph = self._item_graphs[0 if self.fusion == "mean" else m]
+                smoothed = power_propagate(graph, ids, self.n_item_layers - 1)
+                sims = new[name] @ catalogue.T
+                sims[:, torch.from_numpy(degree == 0)] = -torch.inf
+                k = min(self.knn_k, catalogue.shape[0])
+                top = sims.topk(k, dim=1).indices
+                weights = 1.0 / torch.sqrt(k * torch.from_numpy(np.maximum(degree, 1)).float()[top])
+                part = (weights.unsqueeze(-1) * smoothed[top]).sum(1)
+                parts.append(part * present[:, names.index(name)].unsqueeze(1))
+            if self.fusion == "mean":
+                return (sum(parts[1:], parts[0]) / len(parts)).numpy()
+            return net["fusion"](parts).numpy()
 
     def _propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self._ids()
