@@ -28,7 +28,7 @@ DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
 def _print_table(summary: RunSummary) -> None:
     k = summary.protocol.ks[-1]
     table = Table(title=f"{summary.name}: test metrics @{k}, mean ± std over seeds")
-    metrics = ("recall", "ndcg", "precision", "map", "hit", "mrr", "coverage")
+    metrics = ("recall", "ndcg", "precision", "f1", "map", "hit", "mrr", "coverage")
     table.add_column("model")
     for m in metrics:
         table.add_column(m, justify="right")

@@ -44,7 +44,7 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path, monkey
 
     monkeypatch.setattr(artifacts, "plot_metric_comparison", recording_plot)
     result = run_experiment(_config(shared_data, tmp_path), quiet=True)
-    assert shown == [[f"{m}@20" for m in ("recall", "ndcg", "precision", "map", "hit", "mrr")]]
+    assert shown == [[f"{m}@20" for m in ("recall", "ndcg", "precision", "f1", "map", "hit", "mrr")]]
     run_dir = tmp_path / "e2e"
     for name in (
         "report.md",

@@ -126,7 +126,7 @@ def write_plots_and_curves(
         curves = plot_training_curves(first_seed, config.eval.monitor, run_dir / "training_curves.png")
         shown = [
             f"{m}@{k}"
-            for m in ("recall", "ndcg", "precision", "map", "hit", "mrr")
+            for m in ("recall", "ndcg", "precision", "f1", "map", "hit", "mrr")
             for k in config.eval.ks[-1:]
         ]
         bars = plot_metric_comparison(
