@@ -15,39 +15,38 @@ split.npz files are found to hold the same split and their test evaluation the s
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from crossrec.data.schema import Split
 from crossrec.eval.stats import PairedTest, paired_test
+from crossrec.report.summary import RunSummary, Stat
 
 
-def cell(stats: dict[str, float] | None) -> str:
-    if stats is None:
+def cell(stat: Stat | None) -> str:
+    if stat is None:
         return "-"
-    return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+    return f"{stat.mean:.4f} ± {stat.std:.4f}"
 
 
 def table(run: Path, metrics: list[str]) -> str:
-    payload: dict[str, Any] = json.loads((run / "metrics.json").read_text())
-    present = [m for m in metrics if any(m in v["test"] for v in payload["models"].values())]
-    header = ["model", "valid " + payload["protocol"]["monitor"], *present, "fit s"]
+    summary = RunSummary.load(run / "metrics.json")
+    present = [m for m in metrics if any(m in v.test for v in summary.models.values())]
+    monitor = summary.protocol.monitor
+    header = ["model", "valid " + monitor, *present, "fit s"]
     lines = [
-        f"**{payload['name']}** ({payload['split']['name']}; seeds {payload['protocol']['seeds']})",
+        f"**{summary.name}** ({summary.split['name']}; seeds {summary.protocol.seeds})",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    monitor = payload["protocol"]["monitor"]
-    for label, model in payload["models"].items():
-        row = [label, cell(model["valid"].get(monitor))]
-        row += [cell(model["test"].get(m)) for m in present]
-        row.append(f"{model['fit_seconds']['mean']:.0f}")
+    for label, model in summary.models.items():
+        row = [label, cell(model.valid.get(monitor))]
+        row += [cell(model.test.get(m)) for m in present]
+        row.append(f"{model.fit_seconds.mean:.0f}")
         lines.append("| " + " | ".join(row) + " |")
-    chosen = {label: m["tuning"]["best_params"] for label, m in payload["models"].items() if m.get("tuning")}
+    chosen = {label: m.tuning.best_params for label, m in summary.models.items() if m.tuning}
     if chosen:
         lines += ["", "Chosen on validation: " + "; ".join(f"{k} {v}" for k, v in chosen.items())]
     return "\n".join(lines)
@@ -84,16 +83,12 @@ def check_same_split(run_a: Path, run_b: Path) -> None:
             raise ValueError(f"{where} ({a.name} vs {b.name}): their {part} interactions differ")
     if not np.array_equal(np.sort(a.cold_items), np.sort(b.cold_items)):
         raise ValueError(f"{where} ({a.name} vs {b.name}): their cold items differ")
-    masked = [_protocol(run).get("masked_at_test", ["train", "valid"]) for run in (run_a, run_b)]
+    masked = [RunSummary.load(run / "metrics.json").protocol.masked_at_test for run in (run_a, run_b)]
     if masked[0] != masked[1]:
         raise ValueError(
             f"{run_a} masks {', '.join(masked[0])} at test and {run_b} {', '.join(masked[1])} "
             "(eval.protocol differs): their per-user values do not measure the same task"
         )
-
-
-def _protocol(run: Path) -> dict[str, Any]:
-    return json.loads((run / "metrics.json").read_text())["protocol"]
 
 
 def _per_user(run: Path, label: str, metric: str) -> tuple[np.ndarray, np.ndarray]:

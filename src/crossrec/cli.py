@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from crossrec.errors import CrossrecError
+
+if TYPE_CHECKING:
+    from crossrec.report.summary import RunSummary
 
 # Spinning OpenMP workers slow torch several-fold when anything else shares the cores; waiting
 # passively costs little on an idle machine. Must be set before torch loads (it loads lazily below).
@@ -22,24 +25,24 @@ console = Console(highlight=False, width=140)
 DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
 
 
-def _print_table(payload: dict) -> None:
-    k = payload["protocol"]["ks"][-1]
-    table = Table(title=f"{payload['name']}: test metrics @{k}, mean ± std over seeds")
-    metrics = ("recall", "ndcg", "precision", "map", "hit", "mrr", "coverage")
+def _print_table(summary: RunSummary) -> None:
+    k = summary.protocol.ks[-1]
+    table = Table(title=f"{summary.name}: test metrics @{k}, mean ± std over seeds")
+    metrics = ("recall", "ndcg", "precision", "f1", "map", "hit", "mrr", "coverage")
     table.add_column("model")
     for m in metrics:
         table.add_column(m, justify="right")
     table.add_column("fit s", justify="right")
-    for label, model in payload["models"].items():
+    for label, model in summary.models.items():
         cells = []
         for m in metrics:
-            stat = model["test"].get(f"{m}@{k}")
-            std = f"±{stat['std']:.3f}".replace("0.", ".") if stat and stat["n"] > 1 else ""
-            cells.append("–" if stat is None else f"{stat['mean']:.4f}{std}")
-        table.add_row(label, *cells, f"{model['fit_seconds']['mean']:.1f}")
+            stat = model.test.get(f"{m}@{k}")
+            std = f"±{stat.std:.3f}".replace("0.", ".") if stat and stat.n > 1 else ""
+            cells.append("–" if stat is None else f"{stat.mean:.4f}{std}")
+        table.add_row(label, *cells, f"{model.fit_seconds.mean:.1f}")
     console.print(table)
-    if payload.get("significance_sentence"):
-        console.print(payload["significance_sentence"])
+    if summary.significance_sentence:
+        console.print(summary.significance_sentence)
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -60,7 +63,7 @@ def _run(config: Path | str | None, overrides: list[str], quiet: bool, resume: P
             result = run_experiment(config, overrides, quiet=quiet)  # type: ignore[arg-type]
     except CrossrecError as exc:
         raise _fail(exc) from None
-    _print_table(result.payload)
+    _print_table(result.summary)
     if result.bundle_dir is not None:
         console.print(f"bundle: {result.bundle_dir}")
 

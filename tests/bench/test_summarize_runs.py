@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from crossrec.pipeline import run_experiment
 
 from crossrec.eval.stats import paired_test
+from crossrec.experiment import run_experiment
 
 pytestmark = pytest.mark.slow
 

@@ -56,7 +56,7 @@ def test_bundle_recommends_what_the_chosen_seed_scores(bundle_run):
 
 def test_bundle_carries_items_features_and_the_default_model(bundle_run):
     bundle = crossrec.load_bundle(bundle_run.bundle_dir)
-    assert bundle.label == bundle_run.payload["ranking_by_validation"][0]
+    assert bundle.label == bundle_run.summary.ranking_by_validation[0]
     assert len(bundle.items) == len(bundle.item_ids) and bundle.items[0]["title"]
     genres = bundle.features["genres"]
     assert genres.matrix.shape[0] == len(bundle.item_ids) and genres.present.dtype == bool

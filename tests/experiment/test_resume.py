@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from crossrec.report.summary import RunSummary
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +43,13 @@ def _config(shared_data: Path, out: Path, name: str) -> Path:
 
 
 def _metrics(run_dir: Path) -> dict:
-    payload = json.loads((run_dir / "metrics.json").read_text())
+    summary = RunSummary.load(run_dir / "metrics.json")
     return {
         label: {
-            "tuning": m["tuning"] and [(t["params"], t["value"]) for t in m["tuning"]["trials"]],
-            "runs": [(r["seed"], r["valid"], r["test"], r["epochs"]) for r in m["runs"]],
+            "tuning": m.tuning and [(t.params, t.value) for t in m.tuning.trials],
+            "runs": [(r.seed, r.valid, r.test, r.epochs) for r in m.runs],
         }
-        for label, m in payload["models"].items()
+        for label, m in summary.models.items()
     }
 
 

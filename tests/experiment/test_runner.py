@@ -10,6 +10,7 @@ import pytest
 from crossrec.data.schema import Split
 from crossrec.errors import ConfigError
 from crossrec.experiment import run_experiment
+from crossrec.report.summary import RunSummary
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +33,18 @@ def _config(shared_data, tmp_path):
     }
 
 
-def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path):
-    run_experiment(_config(shared_data, tmp_path), quiet=True)
+def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path, monkeypatch):
+    from crossrec.experiment import artifacts
+
+    plot, shown = artifacts.plot_metric_comparison, []
+
+    def recording_plot(tables, metrics, path):
+        shown.append(list(metrics))
+        return plot(tables, metrics, path)
+
+    monkeypatch.setattr(artifacts, "plot_metric_comparison", recording_plot)
+    result = run_experiment(_config(shared_data, tmp_path), quiet=True)
+    assert shown == [[f"{m}@20" for m in ("recall", "ndcg", "precision", "f1", "map", "hit", "mrr")]]
     run_dir = tmp_path / "e2e"
     for name in (
         "report.md",
@@ -46,17 +57,20 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path):
         assert (run_dir / name).is_file(), name
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
-    payload = json.loads((run_dir / "metrics.json").read_text())
-    assert set(payload["models"]) == {"mostpop", "bpr", "lightgcn", "mf-mse"}
-    rating_model = payload["models"]["mf-mse"]
-    assert rating_model["test"]["rmse"]["mean"] > rating_model["test"]["mae"]["mean"] > 0
-    for run in rating_model["runs"]:  # it stopped on validation RMSE, not on the ranking monitor
-        history = [h for h in run["history"] if "neg_rmse" in h]
-        assert len(history) == 3 and all(h["neg_rmse"] == -h["rmse"] for h in history)
-        assert run["valid"]["rmse"] == pytest.approx(min(h["rmse"] for h in history), rel=1e-6)
-    lightgcn = payload["models"]["lightgcn"]
-    assert lightgcn["test"]["recall@20"]["n"] == 2
-    assert 0 < lightgcn["test"]["recall@20"]["mean"] < 1
+    written = json.loads((run_dir / "metrics.json").read_text())
+    summary = result.summary
+    assert summary.to_dict() == written and RunSummary.load(run_dir / "metrics.json") == summary
+    assert summary.plots == ["training_curves.png", "metric_comparison.png"] == written["plots"]
+    assert set(summary.models) == {"mostpop", "bpr", "lightgcn", "mf-mse"}
+    rating_model = summary.models["mf-mse"]
+    assert rating_model.test["rmse"].mean > rating_model.test["mae"].mean > 0
+    for run in rating_model.runs:  # it stopped on validation RMSE, not on the ranking monitor
+        history = [h for h in run.history if "neg_rmse" in h]
+        assert len(history) == run.epochs == 3 and all(h["neg_rmse"] == -h["rmse"] for h in history)
+        assert run.valid["rmse"] == pytest.approx(min(h["rmse"] for h in history), rel=1e-6)
+    lightgcn = summary.models["lightgcn"]
+    assert lightgcn.test["recall@20"].n == 2
+    assert 0 < lightgcn.test["recall@20"].mean < 1
     for metric in (
         "ndcg@20",
         "precision@20",
@@ -68,16 +82,17 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path):
         "novelty@20",
         "diversity@20",
     ):
-        assert metric in lightgcn["test"], metric
-    assert payload["significance"]["better"] == payload["ranking_by_validation"][0]
+        assert metric in lightgcn.test, metric
+    assert summary.significance.better == summary.ranking_by_validation[0]
 
     report = (run_dir / "report.md").read_text()
     assert "full ranking" in report and "masked" in report and "± " in report
     assert "| precision@20 | f1@20 |" in report
-    assert payload["significance_sentence"] in report
+    assert summary.significance_sentence in report
+    assert "![metric_comparison.png](metric_comparison.png)" in report
 
     saved = Split.load(run_dir / "split.npz")
-    assert len(saved.test) == payload["split"]["test"]
+    assert len(saved.test) == summary.split["test"]
 
 
 def test_run_with_encoded_content_feeds_content_models(shared_data, tmp_path):
@@ -101,8 +116,11 @@ def test_run_with_encoded_content_feeds_content_models(shared_data, tmp_path):
     ingest = json.loads((tmp_path / "encoded" / "ingest_report.json").read_text())
     assert ingest["counts"]["text"]["items"] == 24
     for label in ("text", "poster"):
-        assert result.payload["models"][label]["test"]["recall@20"]["mean"] > 0
-    assert "diversity@20" in result.payload["models"]["text"]["test"]
+        assert result.summary.models[label].test["recall@20"].mean > 0
+    assert "diversity@20" in result.summary.models["text"].test
+    assert result.summary.ingest and result.summary.ingest.splitlines()[0] in (
+        (tmp_path / "encoded" / "report.md").read_text()
+    )
     assert "encoded item content" in (tmp_path / "encoded" / "report.md").read_text()
 
 
@@ -160,50 +178,50 @@ def test_tuned_cold_item_run_reads_test_once_per_seed(shared_data, tmp_path, mon
             ["MostPop", "ItemKNN", "ContentKNN"] * 2
         )
     knn_builds = [params for name, params in builds if name == "itemknn"]
-    payload = json.loads((tmp_path / "cold" / "metrics.json").read_text())
-    tuned = payload["models"]["itemknn"]
-    assert len(tuned["tuning"]["trials"]) == 2 and len(knn_builds) == 2 + 2
-    chosen = tuned["tuning"]["best_params"]["k"]
-    assert tuned["params"] == {"k": chosen}
+    summary = result.summary
+    tuned = summary.models["itemknn"]
+    assert len(tuned.tuning.trials) == 2 and len(knn_builds) == 2 + 2
+    chosen = tuned.tuning.best_params["k"]
+    assert tuned.params == {"k": chosen}
     assert [p["k"] for p in knn_builds[2:]] == [chosen, chosen]  # every seed trains the chosen k
-    assert tuned["tuning"]["best_value"] == max(t["value"] for t in tuned["tuning"]["trials"])
-    assert payload["protocol"]["tuning"]["models"] == ["itemknn"]
-    assert payload["protocol"]["tuning"]["sampler"] == tuned["tuning"]["sampler"] == "Optuna TPE"
+    assert tuned.tuning.best_value == max(t.value for t in tuned.tuning.trials)
+    assert summary.protocol.tuning.models == ["itemknn"]
+    assert summary.protocol.tuning.sampler == tuned.tuning.sampler == "Optuna TPE"
+    assert summary.models["contentknn"].baseline and summary.protocol.warm_cold
 
-    for label, model in payload["models"].items():
+    for label, model in summary.models.items():
         for metric in ("recall@20", "warm_recall@20", "cold_recall@20", "warm_ndcg@10", "cold_ndcg@10"):
-            assert model["test"][metric]["n"] == 2, (label, metric)
-    content = payload["models"]["contentknn"]["test"]
+            assert model.test[metric].n == 2, (label, metric)
+    content = summary.models["contentknn"].test
     with np.load(tmp_path / "cold" / "per_user.npz") as per_user:
         cold_users = per_user["users|cold_"]
         assert per_user["contentknn|cold_recall@20"].shape == cold_users.shape
-        assert per_user["contentknn|cold_recall@20"].mean() == pytest.approx(
-            content["cold_recall@20"]["mean"]
-        )
-    assert content["cold_recall@20"]["mean"] > 0  # content reaches items never seen in training
-    assert content["recall@20"]["mean"] != content["warm_recall@20"]["mean"]
-    mostpop = payload["models"]["mostpop"]
-    assert mostpop["test"]["rmse"]["mean"] > mostpop["test"]["mae"]["mean"] > 0
-    assert "rmse" in mostpop["valid"] and "rmse" not in tuned["test"]
+        assert per_user["contentknn|cold_recall@20"].mean() == pytest.approx(content["cold_recall@20"].mean)
+    assert content["cold_recall@20"].mean > 0  # content reaches items never seen in training
+    assert content["recall@20"].mean != content["warm_recall@20"].mean
+    mostpop = summary.models["mostpop"]
+    assert mostpop.test["rmse"].mean > mostpop.test["mae"].mean > 0
+    assert "rmse" in mostpop.valid and "rmse" not in tuned.test
 
     # itemknn beats mostpop by validation, but the comparison is with the one marked baseline
-    assert payload["ranking_by_validation"][:2] == ["itemknn", "mostpop"]
-    assert (payload["significance"]["better"], payload["significance"]["worse"]) == ("itemknn", "contentknn")
+    assert summary.ranking_by_validation[:2] == ["itemknn", "mostpop"]
+    assert (summary.significance.better, summary.significance.worse) == ("itemknn", "contentknn")
+    assert summary.protocol.compared_with == "strongest baseline"
     report = (tmp_path / "cold" / "report.md").read_text()
     assert "2 Optuna TPE trials per model on the validation split only" in report
     assert "compared with the strongest baseline by validation, contentknn" in report
     assert "seeds [0, 1]" in report and "## Warm and cold items" in report and "| rmse | mae |" in report
-    assert result.payload["models"]["itemknn"]["params"] == {"k": chosen}
+    assert RunSummary.load(tmp_path / "cold" / "metrics.json") == summary
 
 
 def test_cold_start_selection_reads_cold_validation(shared_data, tmp_path):
     config = _cold_config(shared_data, tmp_path, valid_on="cold")
     config["seeds"], config["models"] = [0], [config["models"][0], config["models"][2]]
-    payload = run_experiment(config, quiet=True).payload
-    assert payload["protocol"]["selection_metric"] == "cold_recall@20"
-    cold = {m: payload["models"][m]["valid"]["cold_recall@20"]["mean"] for m in ("contentknn", "mostpop")}
-    assert payload["ranking_by_validation"] == sorted(cold, key=cold.get, reverse=True)
-    assert payload["significance"]["metric"] == "cold_recall@20"
+    summary = run_experiment(config, quiet=True).summary
+    assert (summary.protocol.valid_on, summary.protocol.selection_metric) == ("cold", "cold_recall@20")
+    cold = {m: summary.models[m].valid["cold_recall@20"].mean for m in ("contentknn", "mostpop")}
+    assert summary.ranking_by_validation == sorted(cold, key=cold.get, reverse=True)
+    assert summary.significance.metric == "cold_recall@20"
 
     config["split"] = {"method": "random"}
     with pytest.raises(ConfigError, match="valid_on=cold needs a split with cold items"):
@@ -240,18 +258,12 @@ def test_mmrec_protocol_leaves_validation_items_unmasked_at_test(shared_data, tm
         protocol: run_experiment({**config, "name": protocol, "eval": {"protocol": protocol}}, quiet=True)
         for protocol in ("crossrec", "mmrec")
     }
-    ours, mmrec = (runs[p].payload for p in ("crossrec", "mmrec"))
-    assert (ours["protocol"]["eval_protocol"], ours["protocol"]["masked_at_test"]) == (
-        "crossrec",
-        ["train", "valid"],
-    )
-    assert (mmrec["protocol"]["eval_protocol"], mmrec["protocol"]["masked_at_test"]) == ("mmrec", ["train"])
-    assert mmrec["models"]["mostpop"]["valid"] == ours["models"]["mostpop"]["valid"]  # validation alike
+    ours, mmrec = (runs[p].summary for p in ("crossrec", "mmrec"))
+    assert (ours.protocol.eval_protocol, ours.protocol.masked_at_test) == ("crossrec", ["train", "valid"])
+    assert (mmrec.protocol.eval_protocol, mmrec.protocol.masked_at_test) == ("mmrec", ["train"])
+    assert mmrec.models["mostpop"].valid == ours.models["mostpop"].valid  # validation alike
     # Popular validation items now take top-20 places a test item had: the test scores drop.
-    assert (
-        mmrec["models"]["mostpop"]["test"]["recall@20"]["mean"]
-        < ours["models"]["mostpop"]["test"]["recall@20"]["mean"]
-    )
+    assert mmrec.models["mostpop"].test["recall@20"].mean < ours.models["mostpop"].test["recall@20"].mean
     assert "eval.protocol: mmrec" in (tmp_path / "mmrec" / "report.md").read_text()
 
 
@@ -265,8 +277,10 @@ def test_a_categorical_grid_is_reported_as_the_grid_it_was(shared_data, tmp_path
         "models": [{"name": "itemknn", "search": {"k": {"type": "categorical", "choices": [10, 50]}}}],
         "report": {"plots": False},
     }
-    payload = run_experiment(config, quiet=True).payload
-    assert payload["protocol"]["tuning"]["sampler"] == "grid search"
-    assert payload["models"]["itemknn"]["tuning"]["sampler"] == "grid search"
+    summary = run_experiment(config, quiet=True).summary
+    assert summary.protocol.tuning.sampler == summary.models["itemknn"].tuning.sampler == "grid search"
+    assert summary.plots is None and "plots" not in json.loads(
+        (tmp_path / "grid" / "metrics.json").read_text()
+    )
     report = (tmp_path / "grid" / "report.md").read_text()
     assert "a grid search, every point of the grid once" in report and "TPE" not in report

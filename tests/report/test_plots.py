@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from crossrec.report.plots import plot_metric_comparison, plot_training_curves
+from crossrec.report.summary import Stat
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -14,7 +15,7 @@ def test_plots_are_png_files(tmp_path):
         "MostPop": [],
     }
     curves = plot_training_curves(histories, "recall@20", tmp_path / "curves.png")
-    summary = {"A": {"recall@20": {"mean": 0.1, "std": 0.01}}, "B": {"recall@20": {"mean": 0.2, "std": 0.0}}}
+    summary = {"A": {"recall@20": Stat(0.1, 0.01, 2)}, "B": {"recall@20": Stat(0.2, 0.0, 1)}}
     bars = plot_metric_comparison(summary, ["recall@20"], tmp_path / "bars.png")
     for path in (curves, bars):
         data = path.read_bytes()

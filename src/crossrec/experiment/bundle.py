@@ -31,6 +31,7 @@ from crossrec.experiment.units import FitResult, _slug
 from crossrec.io import write_json_atomic
 from crossrec.models.base import Recommender
 from crossrec.models.neural import NeuralRecommender
+from crossrec.report.summary import RunSummary
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -47,7 +48,7 @@ def write_bundle(
     split: Split,
     features: dict[str, ItemFeatures],
     runs: list[FitResult],
-    payload: dict[str, Any],
+    summary: RunSummary,
     heads: Path | None = None,
 ) -> Path:
     """Write the bundle of a finished run to `path` (replacing an older one only once complete)."""
@@ -71,12 +72,12 @@ def write_bundle(
         split.save(tmp / "split.npz")
         if heads is not None:
             shutil.copyfile(heads, tmp / "heads.pt")
-        models = _write_models(tmp / "models", config, runs, payload)
+        models = _write_models(tmp / "models", config, runs, summary)
         files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "name": config.name,
-            "default_model": payload["ranking_by_validation"][0],
+            "default_model": summary.ranking_by_validation[0],
             "models": models,
             "features": {
                 n: {"file": f"features/{_slug(n)}.npz", "source": f.source} for n, f in features.items()
@@ -109,12 +110,10 @@ def _write_items(path: Path, dataset: Dataset) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _write_models(
-    folder: Path, config: Config, runs: list[FitResult], payload: dict[str, Any]
-) -> dict[str, Any]:
+def _write_models(folder: Path, config: Config, runs: list[FitResult], summary: RunSummary) -> dict[str, Any]:
     """Each entry's seed with the best validation selection metric (and every seed if asked)."""
     folder.mkdir()
-    metric = payload["protocol"]["selection_metric"]
+    metric = summary.protocol.selection_metric
     out: dict[str, Any] = {}
     for model_cfg in config.models:
         label = model_cfg.display_name
@@ -132,7 +131,7 @@ def _write_models(
             "file": file,
             "seed": best.seed,
             "valid": best.valid,
-            "params": payload["models"][label]["params"],
+            "params": summary.models[label].params,
             "seeds": seeds,
         }
     return out

@@ -32,6 +32,7 @@ from crossrec.experiment.ledger import Ledger
 from crossrec.experiment.units import FitResult, FitUnit, RunContext, TrialUnit, run_fit, run_trial
 from crossrec.io import write_json_atomic, write_text_atomic
 from crossrec.report.markdown import render_report
+from crossrec.report.summary import RunSummary
 from crossrec.tuning import TuneResult, tune_model
 
 
@@ -40,7 +41,7 @@ class ExperimentResult:
     config: Config
     run_dir: Path
     runs: list[FitResult]
-    payload: dict[str, Any]
+    summary: RunSummary
     bundle_dir: Path | None
 
 
@@ -124,17 +125,16 @@ def _execute(config: Config, executor: Executor, *, quiet: bool, resume: bool) -
     ledger = Ledger(run_dir, resume=resume)
     runs, tuned = _run_units(config, ctx, ledger, executor, console, quiet)
 
-    payload = summarise(config, dataset, split, runs, tuned, ctx.protocol)
-    payload["ingest"] = ingest
-    write_plots_and_curves(config, runs, payload, run_dir)
-    write_json_atomic(run_dir / "metrics.json", payload)
+    summary = summarise(config, dataset, split, runs, tuned, ctx.protocol, ingest)
+    summary = write_plots_and_curves(config, runs, summary, run_dir)
+    write_json_atomic(run_dir / "metrics.json", summary.to_dict())
     write_per_user(runs, ctx.protocol, run_dir / "per_user.npz")
-    write_text_atomic(run_dir / "report.md", render_report(payload))
+    write_text_atomic(run_dir / "report.md", render_report(summary))
     bundle_dir = None
     if config.bundle.write:
-        bundle_dir = write_bundle(run_dir / "bundle", config, dataset, split, features, runs, payload, heads)
+        bundle_dir = write_bundle(run_dir / "bundle", config, dataset, split, features, runs, summary, heads)
     console.print(f"report written to [bold]{run_dir / 'report.md'}[/]")
-    return ExperimentResult(config, run_dir, runs, payload, bundle_dir)
+    return ExperimentResult(config, run_dir, runs, summary, bundle_dir)
 
 
 def _item_features(

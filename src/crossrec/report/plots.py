@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from crossrec.io import atomic_path
+from crossrec.report.summary import Stat
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -43,15 +44,16 @@ def plot_training_curves(
 
 
 def plot_metric_comparison(
-    summary: Mapping[str, Mapping[str, Mapping[str, float]]], metrics: Sequence[str], path: Path
+    summary: Mapping[str, Mapping[str, Stat]], metrics: Sequence[str], path: Path
 ) -> Path:
-    """Grouped bars: one group per metric, one bar per model, error bars = std over seeds."""
+    """Grouped bars: one group per metric, one bar per model, error bars = std over seeds (height 0
+    where a model lacks the metric)."""
     models = list(summary)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics) * max(1, len(models)) / 2), 4))
     width = 0.8 / max(1, len(models))
     for i, model in enumerate(models):
-        means = [summary[model].get(m, {}).get("mean", 0.0) for m in metrics]
-        stds = [summary[model].get(m, {}).get("std", 0.0) for m in metrics]
+        stats = [summary[model].get(m, Stat(0.0, 0.0, 0)) for m in metrics]
+        means, stds = [s.mean for s in stats], [s.std for s in stats]
         xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(metrics))]
         ax.bar(xs, means, width, yerr=stds, capsize=3, label=model)
     ax.set_xticks(range(len(metrics)), metrics)
