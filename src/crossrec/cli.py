@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crossrec.errors import CrossrecError
@@ -20,6 +21,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(highlight=False, width=140)
 
 DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
+
+
+def _print_error(exc: CrossrecError) -> None:
+    """One line, whatever its length, and the message verbatim: '[...]' in it is text, not Rich markup."""
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
 
 
 def _print_table(payload: dict) -> None:
@@ -48,7 +54,7 @@ def _run(config: Path | str, overrides: list[str], quiet: bool) -> None:
     try:
         result = run_experiment(config, overrides, quiet=quiet)
     except CrossrecError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        _print_error(exc)
         raise typer.Exit(code=2) from None
     _print_table(result.payload)
 
@@ -83,7 +89,7 @@ def encode(
         dataset = load_dataset(cfg.dataset.format, cfg.dataset.path, **cfg.dataset.options)
         result = encode_items(cfg, dataset, quiet=quiet)
     except CrossrecError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        _print_error(exc)
         raise typer.Exit(code=2) from None
     assert cfg.encode is not None
     report_path = result.report.save(Path(cfg.encode.cache_dir) / f"ingest_report-{cfg.name}.json")
