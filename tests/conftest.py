@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -13,10 +15,28 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
+def in_ci() -> bool:
+    """Whether the CI environment variable is set (CI=1, CI=true, ...; unset, empty, 0 or false: not CI)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _missing(reason: str) -> NoReturn:
+    """A test input is absent: skip on a developer's machine, fail under CI, where a skip would hide it."""
+    if in_ci():
+        pytest.fail(f"{reason} [CI is set: a missing test input fails instead of skipping]", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def missing_input() -> Callable[[str], NoReturn]:
+    """Call with the reason when a test input is absent (see `_missing`)."""
+    return _missing
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA} (expected ../shared/data beside the repository)")
+        _missing(f"real data not found at {SHARED_DATA} (expected ../shared/data beside the repository)")
     return SHARED_DATA
 
 

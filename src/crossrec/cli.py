@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crossrec.errors import CrossrecError
@@ -46,8 +47,8 @@ def _print_table(summary: RunSummary) -> None:
 
 
 def _fail(exc: BaseException) -> typer.Exit:
-    """One plain line for the user instead of a traceback."""
-    console.print(f"[bold red]error:[/] {exc}")
+    """One line, whatever its length, and the message verbatim: '[...]' in it is text, not Rich markup."""
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     return typer.Exit(code=2)
 
 

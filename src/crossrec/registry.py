@@ -38,6 +38,10 @@ class Registry(Mapping[str, T], Generic[T]):
 
         return add if obj is None else add(obj)
 
+    def unregister(self, name: str) -> None:
+        """Remove a plug-in's entry (a registration scoped to a test or a session)."""
+        self._entries.pop(name, None)
+
     def __getitem__(self, name: str) -> T:
         try:
             return self._entries[name]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from aisfx.models import cnn2d  # a hard dependency (.ci/run installs it): imported, never skipped
 
 from crossrec.encoders.audio import (
     N_FFT,
@@ -34,9 +35,6 @@ def test_clips_give_finite_deterministic_distinct_vectors(aisfx: AisfxEncoder, s
 
 
 def test_network_matches_the_package_code(aisfx: AisfxEncoder, sounds: list[Path]) -> None:
-    cnn2d = pytest.importorskip(
-        "aisfx.models.cnn2d", reason="aisfx is not installed (pip install --no-deps aisfx)"
-    )
     reference = cnn2d.EmbeddingNet("max", 3, 1, 64)
     reference.load_state_dict(aisfx._net.state_dict())
     reference.eval()

@@ -25,9 +25,9 @@ from crossrec.errors import ConfigError
 
 
 @pytest.fixture
-def mixed(tmp_path: Path, posters: list[Path], sounds: list[Path]) -> dict[str, list[str | None]]:
-    """Six items with real text, posters and sounds; items 3-5 carry broken or repairable inputs."""
-    folder = tmp_path / "inputs"
+def images(tmp_path: Path, posters: list[Path]) -> list[str | None]:
+    """Six items' posters, copied from real ones: three good, one truncated, one CMYK, one absent."""
+    folder = tmp_path / "images"
     folder.mkdir()
     images: list[str | None] = []
     for i in range(3):
@@ -36,8 +36,14 @@ def mixed(tmp_path: Path, posters: list[Path], sounds: list[Path]) -> dict[str, 
     truncated.write_bytes(posters[3].read_bytes()[:2000])
     cmyk = folder / "cmyk.jpg"
     Image.open(posters[4]).convert("CMYK").save(cmyk)
-    images += [str(truncated), str(cmyk), None]
+    return [*images, str(truncated), str(cmyk), None]
 
+
+@pytest.fixture
+def mixed(tmp_path: Path, images: list[str | None], sounds: list[Path]) -> dict[str, list[str | None]]:
+    """Six items with real text, posters and sounds; items 3-5 carry broken or repairable inputs."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
     audio: list[str | None] = [str(p) for p in sounds[:3]]
     samples, rate = sf.read(sounds[3], dtype="float32")
     sf.write(folder / "silent.wav", np.zeros_like(samples), rate)
@@ -105,9 +111,10 @@ def test_broken_inputs_are_reported_and_nothing_else_is_lost(
 
 
 def test_second_run_encodes_only_new_or_changed_items(
-    mixed: dict[str, list[str | None]], ready: dict, tmp_path: Path, posters: list[Path]
+    images: list[str | None], effnet: EfficientNetLiteEncoder, tmp_path: Path, posters: list[Path]
 ) -> None:
-    images = mixed["image"]
+    """Image only: needs neither the recordings nor the audio and text encoders."""
+    ready = {"image": effnet}
     config = {"text": None, "audio": None, "image": {"batch_size": 2, "labels": False}}
     cache = tmp_path / "cache"
     first = encode_dataset(make_dataset(image=images), config, cache, encoders=ready, progress=False)

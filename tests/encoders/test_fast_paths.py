@@ -19,9 +19,6 @@ from crossrec.encoders.image import EfficientNetLiteEncoder
 from crossrec.encoders.text import MiniLMEncoder, WordLlamaEncoder, item_texts
 from crossrec.errors import ConfigError
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:

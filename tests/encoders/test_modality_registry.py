@@ -65,7 +65,8 @@ def frames_modality(tmp_path):
         ),
         replace=True,
     )
-    return model
+    yield model
+    MODALITIES.unregister("frames")
 
 
 def test_a_registered_modality_is_configured_encoded_and_used_by_a_model(tmp_path, frames_modality):

@@ -74,3 +74,76 @@ def test_rating_models_stop_on_validation_rmse() -> None:
     assert model.best_epoch < len(model.history)  # it overfits without regularisation, and stops
     assert rating_errors(model, valid_rows)["rmse"] == pytest.approx(rmse[model.best_epoch], rel=1e-5)
     assert "recall@20" in model.history[0]
+
+
+class OffsetFromTrainMean(Recommender):
+    """Predicts the training mean plus a known offset per (user, item): its errors are known exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mean = 0.0
+
+    @property
+    def predicts_ratings(self) -> bool:
+        return True
+
+    def fit(self, train, item_features=None, valid=None):
+        self.n_users, self.n_items, self.mean = train.n_users, train.n_items, float(train.value.mean())
+        return self
+
+    @staticmethod
+    def offset(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return ((users * 7 + items * 3) % 5 - 2) * 0.25
+
+    def score(self, users: np.ndarray) -> torch.Tensor:
+        u, i = np.meshgrid(np.asarray(users), np.arange(self.n_items), indexing="ij")
+        return torch.as_tensor(self.mean + self.offset(u, i), dtype=torch.float32)
+
+
+@pytest.fixture
+def offset_model_registered():
+    from crossrec.models import MODELS
+
+    MODELS.register("offset-from-train-mean", OffsetFromTrainMean)
+    yield "offset-from-train-mean"
+    MODELS.unregister("offset-from-train-mean")
+
+
+def _errors(predicted: np.ndarray, value: np.ndarray) -> dict[str, float]:
+    error = predicted.astype(np.float64) - value
+    return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
+
+
+@pytest.mark.slow
+def test_reported_errors_are_those_of_the_predictions(shared_data, tmp_path, offset_model_registered):
+    """The RMSE and MAE a run reports, recomputed from the saved split: exactly those of a model whose
+    predictions are known, and for a trained rating model below those of predicting the training mean."""
+    from crossrec.data.schema import Split
+    from crossrec.experiment import run_experiment
+
+    config = {
+        "name": "ratings",
+        "output_dir": str(tmp_path),
+        "dataset": {
+            "format": "movielens",
+            "path": str(shared_data / "movielens-small"),
+            "options": {"posters": False, "overviews": False},
+        },
+        "split": {"method": "random"},
+        "models": [
+            {"name": offset_model_registered, "label": "known"},
+            {"name": "bpr", "label": "mf-mse", "params": {"loss": "mse", "epochs": 4, "embedding_dim": 8}},
+        ],
+        "report": {"plots": False},
+    }
+    payload = run_experiment(config, quiet=True).summary.to_dict()
+    split = Split.load(tmp_path / "ratings" / "split.npz")
+    mean = float(np.mean(split.train.value))
+    for part in ("valid", "test"):
+        rows = getattr(split, part)
+        known = _errors(mean + OffsetFromTrainMean.offset(rows.user, rows.item), rows.value)
+        reported = payload["models"]["known"][part]
+        assert {m: reported[m]["mean"] for m in known} == pytest.approx(known, rel=1e-5), part
+        floor = _errors(np.full(len(rows), mean), rows.value)  # the global-mean predictor
+        trained = payload["models"]["mf-mse"][part]
+        assert trained["rmse"]["mean"] < floor["rmse"] and trained["mae"]["mean"] < floor["mae"], part

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -12,8 +13,6 @@ import scipy.sparse as sp
 import torch
 
 from crossrec.data.schema import Interactions, Split
-
-TIKTOK = Path("/work/shared/data/diffmm/tiktok")
 
 
 @pytest.fixture(autouse=True)
@@ -35,21 +34,22 @@ def tiktok_slice(_tiktok: tuple[Split, np.ndarray]) -> Split:
 
 
 @pytest.fixture(scope="session")
-def tiktok_features(_tiktok: tuple[Split, np.ndarray]) -> dict[str, np.ndarray]:
+def tiktok_features(_tiktok: tuple[Split, np.ndarray], shared_data: Path) -> dict[str, np.ndarray]:
     """The image and audio features of the slice's items (rows follow the slice's item order)."""
-    items = _tiktok[1]
-    return {m: np.load(TIKTOK / f"{m}_feat.npy")[items].astype(np.float32) for m in ("image", "audio")}
+    items, folder = _tiktok[1], shared_data / "diffmm" / "tiktok"
+    return {m: np.load(folder / f"{m}_feat.npy")[items].astype(np.float32) for m in ("image", "audio")}
 
 
 @pytest.fixture(scope="session")
-def _tiktok() -> tuple[Split, np.ndarray]:
+def _tiktok(shared_data: Path, missing_input: Callable[[str], NoReturn]) -> tuple[Split, np.ndarray]:
     """1,500 random TikTok users (a fixed draw) and the items they met in training, with their
     shipped valid / test rows: the real sparsity and popularity skew at a size that trains in seconds."""
-    if not (TIKTOK / "trnMat.pkl").exists():
-        pytest.skip(f"DiffMM TikTok data not found under {TIKTOK}")
+    folder = shared_data / "diffmm" / "tiktok"
+    if not (folder / "trnMat.pkl").exists():
+        missing_input(f"DiffMM TikTok data not found under {folder}")
     mats = {}
     for part, name in (("train", "trnMat"), ("valid", "valMat"), ("test", "tstMat")):
-        with open(TIKTOK / f"{name}.pkl", "rb") as fh:
+        with open(folder / f"{name}.pkl", "rb") as fh:
             mats[part] = sp.csr_matrix(pickle.load(fh))
     rng = np.random.default_rng(0)
     users = np.sort(rng.choice(mats["train"].shape[0], size=1500, replace=False))

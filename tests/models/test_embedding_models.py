@@ -19,24 +19,21 @@ def _models(epochs: int = 30, **extra: object) -> list[NeuralRecommender]:
     return [BPRMF(**params), LightGCN(n_layers=2, **params)]  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("model", _models(eval_every=2, patience=4), ids=["bpr", "lightgcn"])
-def test_beats_random_under_early_stopping(model: NeuralRecommender, tiktok_slice: Split) -> None:
+def test_lightgcn_beats_mostpop_under_early_stopping(tiktok_slice: Split) -> None:
+    """MostPop is strong on this popularity-heavy slice (recall@20 .085): LightGCN with 3 layers at lr 5e-3
+    (chosen on validation) beats it on test for each of seeds 0-3 (.091-.101). BPR-MF never does here
+    (best .051 over lr, regularisation and losses); its MostPop test runs on MovieLens
+    (tests/models/test_models_on_movielens.py). The restored epoch is the best validated one."""
     split = tiktok_slice
+    model = LightGCN(**{**FAST, "lr": 5e-3}, n_layers=3, epochs=50, eval_every=2, patience=8)
     model.fit(split.train, valid=evaluator_for(split.valid, split.train))
-    test = evaluator_for(split.test, split.train, split.valid)(model)
-    assert test["recall@20"] > 4 * (20 / split.n_items)
+    test = evaluator_for(split.test, split.train, split.valid)
+    floor = test(MostPop().fit(split.train))["recall@20"]
+    assert test(model)["recall@20"] > floor, (test(model), floor)
     assert model.best_epoch is not None
     assert model.history[model.best_epoch - 1]["recall@20"] == max(
         h["recall@20"] for h in model.history if "recall@20" in h
     )
-
-
-def test_lightgcn_comes_close_to_mostpop_on_a_popularity_heavy_slice(tiktok_slice: Split) -> None:
-    split = tiktok_slice
-    valid = evaluator_for(split.valid, split.train)
-    model = LightGCN(n_layers=2, **FAST, epochs=20, eval_every=2, patience=4).fit(split.train, valid=valid)
-    test = evaluator_for(split.test, split.train, split.valid)
-    assert test(model)["recall@20"] > 0.8 * test(MostPop().fit(split.train))["recall@20"]
 
 
 @pytest.mark.parametrize("cls", [BPRMF, LightGCN])

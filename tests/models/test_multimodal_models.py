@@ -11,50 +11,68 @@ import torch
 from crossrec.data.schema import Interactions, Split
 from crossrec.errors import ConfigError
 from crossrec.eval.ranking import evaluator_for
-from crossrec.models import BM3, BPRMF, FREEDOM, VBPR, AlphaRec, NeuralRecommender, Recommender
+from crossrec.models import BM3, BPRMF, FREEDOM, VBPR, AlphaRec, MostPop, NeuralRecommender, Recommender
 
 FAST = {"embedding_dim": 32, "batch_size": 1024}
 
 
+ZOO: dict[str, tuple[type[NeuralRecommender], dict[str, object]]] = {
+    "vbpr": (VBPR, {"lr": 1e-2, "reg_weight": 1e-2, "epochs": 20}),
+    "freedom": (FREEDOM, {"lr": 1e-2, "edge_keep": 0.5, "modality_loss_weight": 0.1, "epochs": 20}),
+    "freedom-shared-softmax": (
+        FREEDOM,
+        {
+            "lr": 1e-2,
+            "loss": "softmax",
+            "n_negatives": 128,
+            "shared_negatives": True,
+            "temperature": 0.2,
+            "modality_loss_weight": 0.1,
+            "epochs": 20,
+        },
+    ),
+    "bm3": (BM3, {"lr": 1e-3, "epochs": 20}),
+    "alpharec": (AlphaRec, {"hidden_dim": 32, "lr": 1e-3, "n_negatives": 8, "epochs": 20}),
+}
+
+
+def _model(name: str, **overrides: object) -> NeuralRecommender:
+    cls, params = ZOO[name]
+    return cls(**{**FAST, **params, **overrides})  # type: ignore[arg-type]
+
+
 def _zoo() -> dict[str, NeuralRecommender]:
-    return {
-        "vbpr": VBPR(**FAST, lr=1e-2, reg_weight=1e-2, epochs=20),
-        "freedom": FREEDOM(**FAST, lr=1e-2, edge_keep=0.5, modality_loss_weight=0.1, epochs=20),
-        "freedom-shared-softmax": FREEDOM(
-            **FAST,
-            lr=1e-2,
-            loss="softmax",
-            n_negatives=128,
-            shared_negatives=True,
-            temperature=0.2,
-            modality_loss_weight=0.1,
-            epochs=20,
-        ),
-        "bm3": BM3(**FAST, lr=1e-3, epochs=20),
-        "alpharec": AlphaRec(**FAST, hidden_dim=32, lr=1e-3, n_negatives=8, epochs=20),
-    }
+    return {name: _model(name) for name in ZOO}
 
 
-@pytest.mark.parametrize("name", list(_zoo()))
-def test_learns_far_beyond_chance(
-    name: str, tiktok_slice: Split, tiktok_features: dict[str, np.ndarray]
-) -> None:
-    split, model = tiktok_slice, _zoo()[name]
-    model.eval_every, model.patience = 4, 2
+# Settings under which each model beats MostPop on the slice, chosen on validation (all of seeds 0-3 beat
+# it on test too). MostPop is strong here (recall@20 .085, 12x chance): VBPR and AlphaRec never beat it
+# on this slice at any lr, epochs or loss tried (best .051 and .050), so their MostPop test runs on
+# MovieLens with genre features (tests/models/test_models_on_movielens.py).
+BEATS_MOSTPOP: dict[str, dict[str, object]] = {
+    "freedom": {"lr": 5e-3, "n_layers": 3, "edge_keep": 0.8},
+    "freedom-shared-softmax": {"lr": 2e-3, "n_layers": 3, "edge_keep": 0.8, "temperature": 0.5},
+}
+
+
+@pytest.mark.parametrize("name", list(BEATS_MOSTPOP))
+def test_beats_mostpop(name: str, tiktok_slice: Split, tiktok_features: dict[str, np.ndarray]) -> None:
+    split = tiktok_slice
+    model = _model(name, **BEATS_MOSTPOP[name], epochs=50, eval_every=2, patience=8)
     model.fit(split.train, tiktok_features, valid=evaluator_for(split.valid, split.train))
-    test = evaluator_for(split.test, split.train, split.valid)(model)
-    assert test["recall@20"] > 4 * (20 / split.n_items), test
+    test = evaluator_for(split.test, split.train, split.valid)
+    floor = test(MostPop().fit(split.train))["recall@20"]
+    assert test(model)["recall@20"] > floor, (test(model), floor)
 
 
-@pytest.mark.parametrize("name", list(_zoo()))
+@pytest.mark.parametrize("name", list(ZOO))
 def test_seeded_and_saved(
     name: str, tiktok_slice: Split, tiktok_features: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
     users = np.arange(tiktok_slice.n_users)
     runs = []
     for _ in range(2):
-        model = _zoo()[name]
-        model.epochs = 2
+        model = _model(name, epochs=2)
         runs.append(model.fit(tiktok_slice.train, tiktok_features))
     assert torch.equal(runs[0].score(users), runs[1].score(users))
     loaded = Recommender.load(runs[0].save(tmp_path / "m.pt"))
@@ -68,19 +86,38 @@ def _with_cold_items(split: Split, n_cold: int = 50) -> tuple[Interactions, np.n
     return split.train.select(~np.isin(split.train.item, cold)), cold
 
 
+def _columnwise_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each column of `a` with the same column of `b`."""
+    a, b = a - a.mean(0), b - b.mean(0)
+    return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+
+
+def _follows_content(model: Recommender, cold: np.ndarray, features: dict[str, np.ndarray]) -> float:
+    """How much more a cold item's scores (over all users) correlate with those of the warm item nearest
+    to it in content than with those of random warm items, averaged over cold items. About 0 for a
+    model that ignores content, whatever it does to never-seen items; near 1 when content decides."""
+    warm = np.setdiff1d(np.arange(model.n_items), cold)
+    unit = [f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12) for f in features.values()]
+    content = np.hstack(unit)  # dot product = the sum of the per-modality cosines
+    nearest = warm[np.argmax(content[cold] @ content[warm].T, axis=1)]
+    scores = model.score(np.arange(model.n_users)).numpy()
+    to_nearest = _columnwise_correlation(scores[:, cold], scores[:, nearest])
+    others = np.random.default_rng(0).choice(warm, size=(20, len(cold)))
+    to_others = np.mean([_columnwise_correlation(scores[:, cold], scores[:, row]) for row in others], axis=0)
+    return float(np.mean(to_nearest - to_others))
+
+
 @pytest.mark.parametrize("name", ["vbpr", "freedom", "alpharec"])
-def test_cold_items_are_ranked_from_content(
+def test_cold_items_are_scored_like_their_content_neighbours(
     name: str, tiktok_slice: Split, tiktok_features: dict[str, np.ndarray]
 ) -> None:
-    """A model that ignores content gives every never-seen item the same (initial) treatment; these
-    rank them differently per user, and the ranking follows content similarity to warm items."""
+    """Items never met in training are ranked from their content: each cold item is scored like the
+    warm item most similar to it in content. On this slice after 5 epochs: VBPR .83, FREEDOM .27,
+    AlphaRec .87; the content-blind BPR-MF -.06 and LightGCN -.05 (their cold items are scored alike,
+    pushed down as negatives only)."""
     train, cold = _with_cold_items(tiktok_slice)
-    model = _zoo()[name]
-    model.epochs = 5
-    model.fit(train, tiktok_features)
-    scores = model.score(np.arange(50))[:, cold]
-    assert scores.std(dim=1).min() > 0
-    assert not torch.allclose(scores[0], scores[1])
+    model = _model(name, epochs=5).fit(train, tiktok_features)
+    assert _follows_content(model, cold, tiktok_features) > 0.15
 
 
 def test_content_models_refuse_a_run_without_their_modality(tiktok_slice: Split) -> None:
@@ -88,13 +125,52 @@ def test_content_models_refuse_a_run_without_their_modality(tiktok_slice: Split)
         VBPR(modalities=["text"]).fit(tiktok_slice.train, {"image": np.ones((tiktok_slice.n_items, 3))})
 
 
-@pytest.mark.parametrize("fusion", ["concat", "weighted", "gated"])
-def test_fusion_is_selectable(
-    fusion: str, tiktok_slice: Split, tiktok_features: dict[str, np.ndarray]
+@pytest.mark.parametrize(
+    ("cls", "fusions"),
+    [(VBPR, ["concat", "weighted", "gated"]), (FREEDOM, ["mean", "concat", "weighted", "gated"])],
+    ids=["vbpr", "freedom"],
+)
+def test_each_fusion_gives_its_own_scores(
+    cls: type[NeuralRecommender],
+    fusions: list[str],
+    tiktok_slice: Split,
+    tiktok_features: dict[str, np.ndarray],
 ) -> None:
-    for model in (VBPR(**FAST, fusion=fusion, epochs=1), FREEDOM(**FAST, fusion=fusion, epochs=1)):
-        model.fit(tiktok_slice.train, tiktok_features)
-        assert torch.isfinite(model.score(np.arange(10))).all()
+    """Same seed, same data: only the fusion differs, so the scores must. FREEDOM's weighted fusion starts
+    at equal weights, which is its mean fusion: 2 epochs at lr 1e-2 move them ~1% apart (float noise: 1e-7).
+    """
+    users = np.arange(200)
+    scores = {}
+    for fusion in fusions:
+        model = cls(**FAST, fusion=fusion, lr=1e-2, epochs=2).fit(tiktok_slice.train, tiktok_features)
+        scores[fusion] = model.score(users)
+        assert torch.isfinite(scores[fusion]).all()
+    for i, a in enumerate(fusions):
+        for b in fusions[i + 1 :]:
+            gap = (scores[a] - scores[b]).abs().max() / scores[a].abs().max()
+            assert gap > 1e-3, (a, b, float(gap))
+
+
+def test_freedom_mean_fusion_averages_the_modality_graphs(
+    tiktok_slice: Split, tiktok_features: dict[str, np.ndarray]
+) -> None:
+    """The mean of two copies of one modality's graph is that graph: the scores equal the one-modality
+    model's exactly (a sum would double the item-item term); with two real modalities the scores differ
+    from either alone (both graphs are used)."""
+    train, image, audio = tiktok_slice.train, tiktok_features["image"], tiktok_features["audio"]
+    users = np.arange(200)
+
+    def scores(features: dict[str, np.ndarray]) -> torch.Tensor:
+        # No per-modality loss: the projections, one per modality, then play no part in training.
+        model = FREEDOM(**FAST, fusion="mean", modality_loss_weight=0.0, lr=1e-2, epochs=2)
+        return model.fit(train, features).score(users)
+
+    alone = scores({"image": image})
+    torch.testing.assert_close(scores({"image": image, "image_again": image.copy()}), alone)
+    both = scores({"image": image, "audio": audio})
+    assert not torch.allclose(both, alone, rtol=1e-3) and not torch.allclose(
+        both, scores({"audio": audio}), rtol=1e-3
+    )
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["per-pair", "shared"])
