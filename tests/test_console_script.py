@@ -134,3 +134,23 @@ def test_a_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2, output
         assert len(output.splitlines()) == 1 and output.startswith("error: "), output
         assert all(name in output for name in names), output
+
+
+def test_a_model_that_diverges_exits_2_naming_model_seed_and_epoch(shared_data: Path, tmp_path: Path) -> None:
+    config = _write(
+        tmp_path / "diverge.yaml",
+        {
+            "name": "diverge",
+            "output_dir": str(tmp_path / "runs"),
+            "dataset": _movielens(shared_data),
+            "split": {"method": "temporal", "holdout": 0.2},
+            "models": [{"name": "bpr", "params": {"loss": "mse", "lr": 1.0e30, "epochs": 3}}],
+        },
+    )
+    done = _crossrec("run", str(config), "--quiet", cwd=tmp_path)
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2, output
+    assert len(output.splitlines()) == 1, output
+    assert re.match(r"error: bpr \(seed 0\) failed at epoch 1: FloatingPointError: .*diverged", output), (
+        output
+    )

@@ -94,6 +94,22 @@ def test_run_writes_a_complete_reproducible_report(shared_data, tmp_path, monkey
     saved = Split.load(run_dir / "split.npz")
     assert len(saved.test) == summary.split["test"]
 
+    # Reproducible: rerun from nothing but the folder's saved config and split (no recorded units).
+    import shutil
+
+    from crossrec.experiment import resume_experiment
+
+    shutil.rmtree(run_dir / "units")
+    again = resume_experiment(run_dir, quiet=True).summary
+    for label, model in summary.models.items():
+        for first, second in zip(model.runs, again.models[label].runs, strict=True):
+            assert (first.seed, first.valid, first.test, first.epochs) == (
+                second.seed,
+                second.valid,
+                second.test,
+                second.epochs,
+            ), label
+
 
 def test_run_with_encoded_content_feeds_content_models(shared_data, tmp_path):
     config = {

@@ -13,6 +13,7 @@ from crossrec.data.schema import Dataset, Split
 from crossrec.eval.ranking import MASKED_AT_TEST
 from crossrec.eval.stats import mean_std
 from crossrec.experiment.protocol import Protocol, opponent, selection_prefix, significance
+from crossrec.experiment.tuning import TuneResult
 from crossrec.experiment.units import FitResult
 from crossrec.io import atomic_path
 from crossrec.report.plots import plot_metric_comparison, plot_training_curves
@@ -26,7 +27,6 @@ from crossrec.report.summary import (
     TuningProtocol,
     stats,
 )
-from crossrec.tuning import TuneResult
 
 
 def mean_per_user(runs: list[FitResult], label: str, metric: str) -> np.ndarray:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from crossrec.experiment.tuning import TrialRecord
 from crossrec.experiment.units import FitResult, FitUnit, TrialUnit
 from crossrec.io import atomic_path, write_json_atomic
-from crossrec.tuning import TrialRecord
 
 
 class Ledger:

@@ -29,11 +29,11 @@ from crossrec.experiment.artifacts import split_line, summarise, write_per_user,
 from crossrec.experiment.bundle import write_bundle
 from crossrec.experiment.executor import Executor, LocalExecutor
 from crossrec.experiment.ledger import Ledger
+from crossrec.experiment.tuning import TuneResult, tune_model
 from crossrec.experiment.units import FitResult, FitUnit, RunContext, TrialUnit, run_fit, run_trial
 from crossrec.io import write_json_atomic, write_text_atomic
 from crossrec.report.markdown import render_report
 from crossrec.report.summary import RunSummary
-from crossrec.tuning import TuneResult, tune_model
 
 
 @dataclass

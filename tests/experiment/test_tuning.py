@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from crossrec.config import CategoricalSpec, FloatSpec, IntSpec, ModelConfig, TuneConfig
-from crossrec.tuning import tune_model
+from crossrec.experiment.tuning import tune_model
 
 SPACE = {
     "k": IntSpec(type="int", low=1, high=64, log=True),
