@@ -85,7 +85,7 @@ def main() -> None:
     console.print(f"frozen: valid {_fmt(candidates['frozen']['valid'])}")
     checkpoints = Path(tempfile.mkdtemp(prefix="lora-bench-"))
 
-    def on_epoch(epoch: int, trained: LoraTextTuner) -> None:
+    def validate(epoch: int, trained: LoraTextTuner) -> float:
         folder = trained.save(checkpoints / f"epoch-{epoch}")
         vectors, seconds = encode(folder)
         candidates[f"tuned, epoch {epoch}"] = {
@@ -98,10 +98,11 @@ def main() -> None:
         }
         console.print(f"epoch {epoch}: loss {trained.history['epoch_loss'][-1]:.3f}, valid "
                       f"{_fmt(candidates[f'tuned, epoch {epoch}']['valid'])}")  # fmt: skip
+        return candidates[f"tuned, epoch {epoch}"]["valid"]["recall@20"]
 
-    tuner.fit(texts, pairs, progress=True, on_epoch=on_epoch)
-    tuned = [name for name in candidates if name != "frozen"]
-    chosen = max(tuned, key=lambda name: candidates[name]["valid"]["recall@20"])
+    # The tuner keeps the epoch with the best validation recall (training.EarlyStopping).
+    tuner.fit(texts, pairs, progress=True, validate=validate)
+    chosen = f"tuned, epoch {tuner.best_epoch}"
     _copy_atomic(candidates[chosen]["adapter"], Path(args.out))
     shutil.rmtree(checkpoints)
     for name, vectors in (("frozen", frozen), (chosen, candidates[chosen]["vectors"])):

@@ -1,7 +1,6 @@
 """Early stopping, shared by every loop that trains against held-out data (the recommenders'
-trainer, the shared-space heads): one rule for when to stop and which state to keep. LoRA tuning of
-the text encoder has no validation inside its loop: it trains a fixed number of epochs, and
-bench/lora_text.py picks the epoch on validation items afterwards."""
+trainer, the shared-space heads, LoRA tuning of the text encoder): one rule for when to stop and
+which state to keep."""
 
 from __future__ import annotations
 

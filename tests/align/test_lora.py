@@ -140,3 +140,25 @@ def test_save_replaces_atomically(
     trained[0].save(target)
     assert not (target / "stale").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # no temp or old folders left
+
+
+def test_validation_stops_training_and_keeps_the_best_epoch() -> None:
+    """The shared early-stopping rule: two epochs without a better score stop the tuner, and the
+    adapter weights of the best epoch (2) come back, not those of the last one trained."""
+    torch.manual_seed(0)
+    tuner = LoraTextTuner(r=4, alpha=8, epochs=8, batch_size=16, lr=1e-2, max_length=32, dropout=0.0)
+    scores = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def validate(epoch: int, trained: LoraTextTuner) -> float:
+        seen[epoch] = {
+            n: p.detach().clone() for n, p in trained.network.named_parameters() if p.requires_grad
+        }
+        return next(scores)
+
+    tuner.fit(TEXTS, PAIRS, validate=validate, patience=2)
+    assert tuner.best_epoch == 2 and sorted(seen) == [1, 2, 3, 4]
+    assert len(tuner.history["epoch_loss"]) == 4 and tuner.history["valid"] == [0.1, 0.3, 0.2, 0.25]
+    now = {n: p for n, p in tuner.network.named_parameters() if p.requires_grad}
+    assert all(torch.equal(now[n], seen[2][n]) for n in now)
+    assert not all(torch.equal(now[n], seen[4][n]) for n in now)

@@ -29,6 +29,7 @@ from crossrec.encoders.adapter import seal_adapter
 from crossrec.encoders.registry import ResolvedModel, resolve
 from crossrec.encoders.text import load_sentence_transformer
 from crossrec.errors import ConfigError
+from crossrec.training import EarlyStopping
 
 _BLOCK_CELLS = 1 << 22  # dense co-occurrence cells per block (16 MB of float32)
 
@@ -142,6 +143,7 @@ class LoraTextTuner:
         self.history: dict[str, list[float]] = {"step_loss": [], "epoch_loss": []}
         self.train_seconds = 0.0
         self.n_pairs = 0
+        self.best_epoch: int | None = None
 
     def fit(
         self,
@@ -149,10 +151,14 @@ class LoraTextTuner:
         pairs: ItemPairs,
         *,
         progress: bool = False,
-        on_epoch: Callable[[int, LoraTextTuner], None] | None = None,
+        validate: Callable[[int, LoraTextTuner], float] | None = None,
+        patience: int | None = None,
     ) -> dict[str, list[float]]:
-        """Train on `pairs` of item indices into `texts` (pairs with an empty text are dropped);
-        `on_epoch(epoch, self)` runs after each epoch (e.g. to save and validate a checkpoint)."""
+        """Train on `pairs` of item indices into `texts` (pairs with an empty text are dropped).
+
+        `validate(epoch, self)` scores the adapter after each epoch (higher is better; e.g. cold-item
+        recall on validation): training stops after `patience` epochs without a better score (default:
+        never before `epochs`) and the best epoch's adapter weights are restored (`best_epoch`)."""
         has_text = np.array([bool(t) for t in texts])
         keep = has_text[pairs.left] & has_text[pairs.right]
         left, right = pairs.left[keep], pairs.right[keep]
@@ -165,6 +171,8 @@ class LoraTextTuner:
         )
         rng = np.random.default_rng(self.params["seed"])
         n_batches = -(-len(left) // size)
+        trainable = {n: p for n, p in self.network.named_parameters() if p.requires_grad}
+        stopping: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(patience or self.params["epochs"])
         with _progress(progress) as bar:
             task = bar.add_task("LoRA", total=n_batches * self.params["epochs"]) if bar else None
             for epoch in range(1, self.params["epochs"] + 1):
@@ -187,8 +195,19 @@ class LoraTextTuner:
                 self.train_seconds += time.perf_counter() - started
                 self.history["step_loss"].extend(losses)
                 self.history["epoch_loss"].append(float(np.mean(losses)))
-                if on_epoch is not None:
-                    on_epoch(epoch, self)
+                if validate is not None:
+                    score = validate(epoch, self)
+                    self.history.setdefault("valid", []).append(score)
+                    stopping.update(
+                        score, epoch, lambda: {n: p.detach().clone() for n, p in trainable.items()}
+                    )
+                    if stopping.should_stop:
+                        break
+        if stopping.best_state is not None:
+            with torch.no_grad():
+                for name, value in stopping.best_state.items():
+                    trainable[name].copy_(value)
+        self.best_epoch = stopping.best_step
         self.network.eval()
         return self.history
 
