@@ -27,7 +27,7 @@ from crossrec.data.features import ItemFeatures
 from crossrec.data.schema import Dataset, Split
 from crossrec.encoders.registry import sha256_file
 from crossrec.errors import CrossrecError
-from crossrec.experiment.units import FitResult, _slug
+from crossrec.experiment.units import FitResult, file_slug
 from crossrec.io import write_json_atomic
 from crossrec.models.base import Recommender
 from crossrec.models.neural import NeuralRecommender
@@ -63,7 +63,7 @@ def write_bundle(
         (tmp / "features").mkdir()
         for name, feats in features.items():
             np.savez(
-                tmp / "features" / f"{_slug(name)}.npz",
+                tmp / "features" / f"{file_slug(name)}.npz",
                 matrix=feats.matrix,
                 present=feats.present,
                 source=np.array(feats.source),
@@ -80,7 +80,7 @@ def write_bundle(
             "default_model": summary.ranking_by_validation[0],
             "models": models,
             "features": {
-                n: {"file": f"features/{_slug(n)}.npz", "source": f.source} for n, f in features.items()
+                n: {"file": f"features/{file_slug(n)}.npz", "source": f.source} for n, f in features.items()
             },
             "heads": "heads.pt" if heads is not None else None,
             "files": {f: sha256_file(tmp / f) for f in files},
@@ -119,12 +119,12 @@ def _write_models(folder: Path, config: Config, runs: list[FitResult], summary: 
         label = model_cfg.display_name
         mine = [r for r in runs if r.label == label]
         best = max(mine, key=lambda r: r.valid.get(metric, -np.inf))
-        file = f"models/{_slug(label)}.pt"
+        file = f"models/{file_slug(label)}.pt"
         (folder.parent / file).write_bytes(best.model_bytes)
         seeds = {}
         if config.bundle.all_seeds:
             for r in mine:
-                seeds[str(r.seed)] = f"models/{_slug(label)}-seed{r.seed}.pt"
+                seeds[str(r.seed)] = f"models/{file_slug(label)}-seed{r.seed}.pt"
                 (folder.parent / seeds[str(r.seed)]).write_bytes(r.model_bytes)
         out[label] = {
             "model": model_cfg.name,

@@ -18,19 +18,27 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from crossrec.align.stage import align_features
-from crossrec.config import Config, load_config
+from crossrec.config import Config, ModelConfig, load_config
 from crossrec.data.features import ItemFeatures, as_feature_set
 from crossrec.data.loaders import load_dataset
 from crossrec.data.schema import Dataset, Split
 from crossrec.data.splits import make_split
-from crossrec.encoders.build import encode_dataset
+from crossrec.encoders.build import EncodeResult, encode_dataset
 from crossrec.errors import ConfigError
 from crossrec.experiment.artifacts import split_line, summarise, write_per_user, write_plots_and_curves
 from crossrec.experiment.bundle import write_bundle
 from crossrec.experiment.executor import Executor, LocalExecutor
 from crossrec.experiment.ledger import Ledger
 from crossrec.experiment.tuning import TuneResult, tune_model
-from crossrec.experiment.units import FitResult, FitUnit, RunContext, TrialUnit, run_fit, run_trial
+from crossrec.experiment.units import (
+    FitResult,
+    FitUnit,
+    RunContext,
+    TrialUnit,
+    file_slug,
+    run_fit,
+    run_trial,
+)
 from crossrec.io import write_json_atomic, write_text_atomic
 from crossrec.report.markdown import render_report
 from crossrec.report.summary import RunSummary
@@ -45,7 +53,7 @@ class ExperimentResult:
     bundle_dir: Path | None
 
 
-def encode_items(config: Config, dataset: Dataset, *, quiet: bool = False) -> Any:
+def encode_items(config: Config, dataset: Dataset, *, quiet: bool = False) -> EncodeResult:
     """Encode the configured modalities into the cache (the `encode` section)."""
     if config.encode is None:
         raise ConfigError("the config has no `encode` section: nothing to encode")
@@ -92,6 +100,8 @@ def _execute(config: Config, executor: Executor, *, quiet: bool, resume: bool) -
     labels = [m.display_name for m in config.models]
     if len(set(labels)) != len(labels):
         raise ConfigError("two models share a name: give each a distinct `label`")
+    if len({file_slug(label) for label in labels}) != len(labels):
+        raise ConfigError(f"model labels {labels} collide as file names: use letters, digits, '.', '-', '_'")
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(config.dataset.format, config.dataset.path, **config.dataset.options)
@@ -184,7 +194,9 @@ def _run_units(
     return runs, tuned
 
 
-def _tune(config: Config, model_cfg: Any, ctx: RunContext, ledger: Ledger, executor: Executor) -> TuneResult:
+def _tune(
+    config: Config, model_cfg: ModelConfig, ctx: RunContext, ledger: Ledger, executor: Executor
+) -> TuneResult:
     """Optuna over the model's search space; each trial trains with the first seed and is scored on
     validation, so the test split plays no part in choosing hyper-parameters."""
     label, seed = model_cfg.display_name, config.seeds[0]

@@ -39,7 +39,8 @@ class RunContext:
         return build_protocol(self.config, self.split, self.features)
 
 
-def _slug(label: str) -> str:
+def file_slug(label: str) -> str:
+    """A model label or feature name as it appears in file names of the run folder and bundle."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", label)
 
 
@@ -55,7 +56,7 @@ class TrialUnit:
 
     @property
     def id(self) -> str:
-        return f"trial-{_slug(self.label)}-{self.number}"
+        return f"trial-{file_slug(self.label)}-{self.number}"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class FitUnit:
 
     @property
     def id(self) -> str:
-        return f"fit-{_slug(self.label)}-seed{self.seed}"
+        return f"fit-{file_slug(self.label)}-seed{self.seed}"
 
 
 @dataclass
