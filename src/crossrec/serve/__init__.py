@@ -1,0 +1,1 @@
+"""Serving a run bundle: the ANN index and what answers requests with it."""

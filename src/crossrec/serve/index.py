@@ -1,0 +1,309 @@
+"""The item-vector index behind recommendations, similar items and search.
+
+Scores are the model's own dot products (vectors are never normalised), so a served ranking is the
+offline ranking. Small catalogues are searched exactly (faiss `IndexFlatIP` in `IndexIDMap2`); from
+`exact_below` items on, HNSW (`IndexHNSWFlat`, inner product). HNSW cannot remove, so a removed or
+replaced item leaves a tombstone that queries skip; `rebuild()` compacts them, and an `add` calls it
+once tombstones pass `REBUILD_SHARE` of the stored rows.
+
+Filters and exclusions never cost results: a query oversamples, doubles while fewer than k eligible
+items came back, and ends exactly (over the eligible vectors) rather than return short, so -1
+padding means fewer than k eligible items exist. A filter that allows under `EXACT_FILTER_SHARE` of
+the items is searched exactly from the start: HNSW would have to walk most of the graph to find them.
+Ties are broken by the lower id, whatever the insertion order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence, Set
+from typing import Literal
+
+import faiss
+import numpy as np
+
+REBUILD_SHARE = 0.2
+EXACT_FILTER_SHARE = 0.05
+
+Allowed = np.ndarray | Set[int] | None
+
+
+def _grown(array: np.ndarray, size: int, fill: int | bool) -> np.ndarray:
+    """`array` with room for at least `size` entries (capacity doubles, so appends stay amortised O(1))."""
+    if len(array) >= size:
+        return array
+    out = np.full(max(size, 2 * len(array)), fill, dtype=array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of one query's candidates, by score descending and then id ascending."""
+    if len(ids) > k:
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        above = np.flatnonzero(scores > kth)
+        tied = np.flatnonzero(scores == kth)
+        keep = np.concatenate([above, tied[np.argsort(ids[tied], kind="stable")][: k - len(above)]])
+        ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))
+    return ids[order], scores[order]
+
+
+class VectorIndex:
+    """Inner-product top-k over item vectors keyed by item index (non-negative int64 ids)."""
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        exact_below: int = 20_000,
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+        ef_construction: int = 200,
+    ) -> None:
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        self.dim = dim
+        self.exact_below = exact_below
+        self.hnsw_m = hnsw_m
+        self.ef_search = ef_search
+        self.ef_construction = ef_construction
+        self._live = np.zeros(0, dtype=bool)  # id -> stored and not removed
+        self._row = np.zeros(0, dtype=np.int64)  # HNSW: id -> its row in the graph, -1 when none
+        self._label = np.zeros(0, dtype=np.int64)  # HNSW: row -> id, -1 for a tombstone
+        self._count = 0
+        self._kind: Literal["exact", "hnsw"] = "exact"
+        self._index: faiss.Index
+        self._build(np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32))
+
+    @property
+    def kind(self) -> Literal["exact", "hnsw"]:
+        """Which search answers queries now (serving reports it)."""
+        return self._kind
+
+    @property
+    def tombstones(self) -> int:
+        """Removed or replaced HNSW rows still in the graph (always 0 for exact search)."""
+        return self._index.ntotal - self._count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the index holds: faiss's serialised index plus the id maps (allocator overhead and
+        IndexIDMap2's reverse hash map not counted)."""
+        maps = self._live.nbytes + self._row.nbytes + self._label.nbytes
+        return len(faiss.serialize_index(self._index)) + maps
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, int | np.integer):
+            return False
+        return 0 <= int(item) < len(self._live) and bool(self._live[int(item)])
+
+    def vector(self, item: int) -> np.ndarray:
+        """The stored vector of one item (a copy); KeyError when the index does not hold it."""
+        if item not in self:
+            raise KeyError(item)
+        return self._vectors(np.array([item], dtype=np.int64))[0]
+
+    def add(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:
+        """Insert items, replacing any already held (an id repeated within one call: the last wins)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape != (len(ids), self.dim):
+            raise ValueError(f"vectors must have shape ({len(ids)}, {self.dim}), got {vectors.shape}")
+        if len(ids) and ids.min() < 0:
+            raise ValueError("ids are item indices and must be >= 0")
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors must be finite")
+        if len(ids) == 0:
+            return
+        _, last = np.unique(ids[::-1], return_index=True)
+        keep = np.sort(len(ids) - 1 - last)
+        ids, vectors = ids[keep], vectors[keep]
+        self._live = _grown(self._live, int(ids.max()) + 1, False)
+        replaced = ids[self._live[ids]]
+        if self._kind == "exact" and self._count + len(ids) - len(replaced) >= self.exact_below:
+            kept = np.setdiff1d(np.flatnonzero(self._live), ids)
+            self._build(np.concatenate([kept, ids]), np.concatenate([self._vectors(kept), vectors]))
+            return
+        if self._kind == "exact":
+            if len(replaced):
+                self._index.remove_ids(replaced)
+            self._index.add_with_ids(vectors, ids)
+        else:
+            self._row = _grown(self._row, len(self._live), -1)
+            self._label[self._row[replaced]] = -1
+            start = self._index.ntotal
+            self._index.add(vectors)
+            self._label = _grown(self._label, start + len(ids), -1)
+            self._label[start : start + len(ids)] = ids
+            self._row[ids] = np.arange(start, start + len(ids))
+        self._live[ids] = True
+        self._count += len(ids) - len(replaced)
+        if self.tombstones > REBUILD_SHARE * self._index.ntotal:
+            self.rebuild()
+
+    def remove(self, ids: Sequence[int] | np.ndarray) -> None:
+        """Drop items; ids the index does not hold are ignored (removing twice is harmless)."""
+        ids = np.unique(np.asarray(ids, dtype=np.int64).reshape(-1))
+        ids = ids[(ids >= 0) & (ids < len(self._live))]
+        ids = ids[self._live[ids]]
+        if len(ids) == 0:
+            return
+        if self._kind == "exact":
+            self._index.remove_ids(ids)
+        else:
+            self._label[self._row[ids]] = -1
+            self._row[ids] = -1
+        self._live[ids] = False
+        self._count -= len(ids)
+
+    def rebuild(self) -> None:
+        """Rebuild from the live items: drops tombstones, and picks exact or HNSW for the current size."""
+        ids = np.flatnonzero(self._live)
+        self._build(ids, self._vectors(ids))
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        exclude: Sequence[Sequence[int] | np.ndarray] | None = None,
+        allowed: Allowed = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items per query by inner product: (ids (n, k) int64, scores (n, k) float32), best first.
+
+        `exclude[i]` lists ids query i must not get (e.g. the user's history); `allowed` is a boolean
+        mask over ids (ids past its end are not allowed) or a set of ids. Rows are padded with id -1
+        and score -inf only when fewer than k items are eligible.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"queries must have shape (n, {self.dim}), got {queries.shape}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        n = len(queries)
+        if exclude is not None and len(exclude) != n:
+            raise ValueError(f"exclude has {len(exclude)} lists for {n} queries")
+        excluded = [np.asarray(e, dtype=np.int64).reshape(-1) for e in exclude] if exclude else None
+        mask = self._allowed_mask(allowed)
+        out_ids = np.full((n, k), -1, dtype=np.int64)
+        out_scores = np.full((n, k), -np.inf, dtype=np.float32)
+        eligible = self._count if mask is None else int(mask.sum())
+        if n == 0 or eligible == 0:
+            return out_ids, out_scores
+        if eligible < EXACT_FILTER_SHARE * self._count:
+            pending = np.arange(n)
+        else:
+            pending = self._search_index(queries, k, excluded, mask, eligible, out_ids, out_scores)
+        if len(pending):
+            candidates = np.flatnonzero(self._live if mask is None else mask)
+            self._search_exact(queries, pending, k, candidates, excluded, out_ids, out_scores)
+        return out_ids, out_scores
+
+    def _search_index(
+        self,
+        queries: np.ndarray,
+        k: int,
+        excluded: list[np.ndarray] | None,
+        mask: np.ndarray | None,
+        eligible: int,
+        out_ids: np.ndarray,
+        out_scores: np.ndarray,
+    ) -> np.ndarray:
+        """Fill the rows the faiss index answers in full; return the rows left for exact search."""
+        ntotal = self._index.ntotal
+        wanted = k + max((len(e) for e in excluded or ()), default=0)
+        share = eligible / ntotal  # tombstones and the filter both thin out what comes back
+        fetch = min(ntotal, wanted if share == 1 else math.ceil(1.5 * wanted / share))
+        pending = np.arange(len(queries))
+        while len(pending):
+            if self._kind == "hnsw" and fetch >= ntotal:
+                return pending  # walking the whole graph costs more than scanning it
+            if self._kind == "exact":
+                scores, found = self._index.search(queries[pending], fetch)
+            else:
+                params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, fetch))
+                scores, found = self._index.search(queries[pending], fetch, params=params)
+                found = np.where(found >= 0, self._label[np.maximum(found, 0)], -1)
+            done = np.zeros(len(pending), dtype=bool)
+            for j, row in enumerate(pending):
+                ok = found[j] >= 0
+                if mask is not None:
+                    ok &= mask[found[j]]
+                if excluded is not None:
+                    ok &= ~np.isin(found[j], excluded[row])
+                hits = np.flatnonzero(ok)
+                # Done once k eligible came back and nothing fetched ties the k-th (a tie at the
+                # boundary could hide a lower id further on), or when the scan covered every item.
+                full = len(hits) >= k and scores[j, -1] < scores[j, hits[k - 1]]
+                if full or (self._kind == "exact" and fetch >= ntotal):
+                    ids, best = _top_k(found[j, hits], scores[j, hits], k)
+                    out_ids[row, : len(ids)], out_scores[row, : len(ids)] = ids, best
+                    done[j] = True
+            pending = pending[~done]
+            fetch = min(2 * fetch, ntotal)
+        return pending
+
+    def _search_exact(
+        self,
+        queries: np.ndarray,
+        rows: np.ndarray,
+        k: int,
+        candidates: np.ndarray,
+        excluded: list[np.ndarray] | None,
+        out_ids: np.ndarray,
+        out_scores: np.ndarray,
+    ) -> None:
+        """Brute-force the given rows over the candidate ids (sorted, all live)."""
+        scores = queries[rows] @ self._vectors(candidates).T
+        for j, row in enumerate(rows):
+            keep = slice(None) if excluded is None else ~np.isin(candidates, excluded[row])
+            ids, best = _top_k(candidates[keep], scores[j, keep], k)
+            out_ids[row, : len(ids)], out_scores[row, : len(ids)] = ids, best
+
+    def _allowed_mask(self, allowed: Allowed) -> np.ndarray | None:
+        """The filter as a mask over the live ids (live and allowed)."""
+        if allowed is None:
+            return None
+        if isinstance(allowed, Set):
+            wanted = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
+            mask = np.zeros(len(self._live), dtype=bool)
+            mask[wanted[(wanted >= 0) & (wanted < len(mask))]] = True
+        else:
+            given = np.asarray(allowed)
+            if given.dtype != bool or given.ndim != 1:
+                raise ValueError("allowed must be a 1-D boolean mask over ids or a set of ids")
+            mask = np.zeros(len(self._live), dtype=bool)
+            mask[: min(len(given), len(mask))] = given[: len(mask)]
+        return mask & self._live
+
+    def _vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Stored vectors of live ids, in the order given."""
+        if len(ids) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        keys = ids if self._kind == "exact" else self._row[ids]
+        return self._index.reconstruct_batch(np.ascontiguousarray(keys, dtype=np.int64))
+
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """A fresh faiss index over exactly these items (ids unique), of the kind their number calls for."""
+        self._kind = "hnsw" if len(ids) >= self.exact_below else "exact"
+        self._live = _grown(self._live, int(ids.max()) + 1 if len(ids) else 0, False)
+        self._live[:] = False
+        self._live[ids] = True
+        self._count = len(ids)
+        if self._kind == "exact":
+            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            self._index.add_with_ids(vectors, ids)
+            self._row = np.zeros(0, dtype=np.int64)
+            self._label = np.zeros(0, dtype=np.int64)
+        else:
+            self._index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self._index.hnsw.efConstruction = self.ef_construction
+            self._index.hnsw.efSearch = self.ef_search
+            self._index.add(vectors)
+            self._label = ids.astype(np.int64, copy=True)
+            self._row = np.full(len(self._live), -1, dtype=np.int64)
+            self._row[ids] = np.arange(len(ids))
