@@ -116,6 +116,41 @@ def encode(
 
 
 @app.command()
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (or its bundle/ folder)")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    model: Annotated[
+        str | None, typer.Option(help="model label in the bundle (default: best by validation)")
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="serve write endpoints without an API key (local use only)")
+    ] = False,
+) -> None:
+    """Serve a run bundle over HTTP: recommendations, similar items, search, feedback, new items.
+    Write endpoints need the key in $CROSSREC_API_KEY unless --no-auth."""
+    import uvicorn
+
+    from crossrec.experiment import load_bundle
+    from crossrec.serve.app import create_app
+    from crossrec.serve.state import ServingState
+
+    key = os.environ.get("CROSSREC_API_KEY")
+    try:
+        if key is None and not no_auth:
+            raise CrossrecError(
+                "set CROSSREC_API_KEY for the write endpoints, or pass --no-auth for local use"
+            )
+        bundle_dir = run_dir / "bundle" if (run_dir / "bundle").is_dir() else run_dir
+        state = ServingState(load_bundle(bundle_dir, model))
+    except CrossrecError as exc:
+        raise _fail(exc) from None
+    uvicorn.run(
+        create_app(state, api_key=None if no_auth else key), host=host, port=port, log_level="warning"
+    )
+
+
+@app.command()
 def demo(
     data: Annotated[Path, typer.Option(help="movielens-small folder")] = Path(
         "../shared/data/movielens-small"

@@ -77,9 +77,11 @@ class Recommender(ABC):
     def item_vectors(self) -> np.ndarray | None:
         return None
 
-    def fold_in(self, histories: sp.csr_matrix) -> np.ndarray:
+    def fold_in(self, histories: sp.csr_matrix, item_vectors: np.ndarray | None = None) -> np.ndarray:
         """User vectors (n, d) for the interaction histories in the rows of `histories` (n, n_items),
-        without retraining; scores are their dot products with `item_vectors()`."""
+        without retraining; scores are their dot products with `item_vectors()`. `item_vectors`
+        replaces the model's own (a catalogue that grew after training: its rows match the columns
+        of `histories`)."""
         raise NotImplementedError(f"{type(self).__name__} cannot fold a history into a user vector")
 
     def embed_items(self, features: FeatureInput) -> np.ndarray:

@@ -48,9 +48,10 @@ class ContentKNN(EmbeddingRecommender):
         self._items = items
         return self
 
-    def fold_in(self, histories: sp.csr_matrix) -> np.ndarray:
+    def fold_in(self, histories: sp.csr_matrix, item_vectors: np.ndarray | None = None) -> np.ndarray:
         """Exact: the normalised mean of the history's content vectors, as `fit` builds profiles."""
-        return self._profiles(sp.csr_matrix(histories, dtype=np.float32), self._items)
+        items = self._items if item_vectors is None else torch.as_tensor(item_vectors)
+        return self._profiles(sp.csr_matrix(histories, dtype=np.float32), items)
 
     def embed_items(self, features: FeatureInput) -> np.ndarray:
         matrix = as_feature_set(features)[self.feature].matrix

@@ -185,8 +185,8 @@ class NeuralRecommender(EmbeddingRecommender):
         self._cache = (self._versions(), cached[1], cached[2]) if cached is not None else None
         return self
 
-    def fold_in(self, histories: sp.csr_matrix) -> np.ndarray:
-        item_vectors = self.item_vectors()
+    def fold_in(self, histories: sp.csr_matrix, item_vectors: np.ndarray | None = None) -> np.ndarray:
+        item_vectors = self.item_vectors() if item_vectors is None else item_vectors
         if self.loss == "mse":
             return ridge_fold_in(item_vectors, histories, self.fold_in_l2, fixed_last=1)
         return softmax_fold_in(

@@ -1,0 +1,316 @@
+"""What a server holds in memory: a run bundle's model, the item and user vectors it serves, an ANN
+index over the items, the users' histories, and the changes live traffic makes to them.
+
+Feedback folds the user's whole history into a new user vector at once (the model's `fold_in`), so
+the next request already reflects it, for known and brand-new user ids alike. A new item's content
+is encoded by the bundle's own encoders (their fingerprints must match the ones the bundle's
+features came from), mapped into the model's item space (`embed_items`) and indexed, so it can be
+recommended and searched at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from crossrec.data.features import ItemFeatures
+from crossrec.errors import ConfigError, CrossrecError
+from crossrec.experiment.bundle import Bundle
+from crossrec.models.base import EmbeddingRecommender
+from crossrec.serve.index import VectorIndex
+
+FEEDBACK_KINDS = ("click", "rating", "play")
+
+
+class UnknownId(CrossrecError, KeyError):
+    """A user or item id the server does not know (an HTTP 404 naming the id)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Feedback:
+    user_id: str
+    item_id: str
+    kind: str = "click"
+    value: float = 1.0
+
+
+@dataclass
+class NewItem:
+    """An item added while serving: its table row and, per feature name, its vector (or None)."""
+
+    item_id: str
+    row: dict[str, Any]
+    features: dict[str, np.ndarray | None] = field(default_factory=dict)
+
+
+class ServingState:
+    """Thread-safe: every mutation holds one lock; reads see a consistent snapshot of the arrays."""
+
+    def __init__(self, bundle: Bundle, *, exact_below: int = 20_000) -> None:
+        model = bundle.model
+        if not isinstance(model, EmbeddingRecommender):
+            raise ConfigError(f"{type(model).__name__} does not score by dot products: it cannot be served")
+        self.bundle = bundle
+        self.model = model
+        self._lock = threading.RLock()
+        self.item_ids: list[str] = [str(i) for i in bundle.item_ids]
+        self.item_index = {item: i for i, item in enumerate(self.item_ids)}
+        self.items: list[dict[str, Any]] = list(bundle.items)
+        self.user_ids: list[str] = [str(u) for u in bundle.user_ids]
+        self.user_index = {user: i for i, user in enumerate(self.user_ids)}
+        self.item_vectors = np.ascontiguousarray(model.item_vectors(), dtype=np.float32)
+        self.user_vectors = np.ascontiguousarray(model.user_vectors(), dtype=np.float32)
+        self.features: dict[str, ItemFeatures] = dict(bundle.features)
+        split = bundle.split
+        # Known history per user: what training saw (folded in on feedback) and everything seen.
+        self._train = _rows(split.train.to_csr(binary=False))
+        self._seen = _rows(split.train.concat(split.valid).concat(split.test).to_csr(binary=False))
+        self.popularity = np.bincount(split.train.item, minlength=len(self.item_ids)).astype(np.int64)
+        self.index = VectorIndex(self.item_vectors.shape[1], exact_below=exact_below)
+        self.index.add(np.arange(len(self.item_ids)), self.item_vectors)
+        self.last_feedback_at: float | None = None
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def user(self, user_id: str) -> int:
+        try:
+            return self.user_index[str(user_id)]
+        except KeyError:
+            raise UnknownId(f"unknown user id '{user_id}'") from None
+
+    def item(self, item_id: str) -> int:
+        try:
+            return self.item_index[str(item_id)]
+        except KeyError:
+            raise UnknownId(f"unknown item id '{item_id}'") from None
+
+    def seen(self, user: int) -> dict[int, float]:
+        return self._seen[user] if user < len(self._seen) else {}
+
+    # -- reads -----------------------------------------------------------------------------------
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        exclude_ids: Sequence[str] = (),
+        where: Mapping[str, str] | None = None,
+    ) -> list[tuple[int, float]]:
+        """Top `k` (item index, score) for a user; `where` keeps items whose field contains the value
+        (e.g. {"genres": "Comedy"}), without losing k results."""
+        with self._lock:
+            user = self.user(user_id)
+            query = self.user_vectors[user : user + 1]
+            exclude = [self.item(i) for i in exclude_ids]
+            if exclude_seen:
+                exclude.extend(self.seen(user))
+            allowed = self._allowed(where)
+            ids, scores = self.index.search(
+                query, k, exclude=[np.array(exclude, dtype=np.int64)], allowed=allowed
+            )
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def similar(self, item_id: str, k: int = 10, modality: str | None = None) -> list[tuple[int, float]]:
+        """Items nearest to one item: in the model's space (fused), or by one modality's features."""
+        with self._lock:
+            item = self.item(item_id)
+            if modality is None:
+                vectors = self.item_vectors
+                ids, scores = self.index.search(vectors[item : item + 1], k, exclude=[np.array([item])])
+                return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            feats = self._feature(modality)
+            if not feats.present[item]:
+                raise UnknownId(f"item '{item_id}' has no {modality} features")
+            return self._nearest(feats, feats.matrix[item], k, exclude=item)
+
+    def nearest_by_feature(self, modality: str, vector: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
+        """Items whose `modality` features are nearest (cosine) to `vector` (cross-modal search)."""
+        with self._lock:
+            return self._nearest(self._feature(modality), vector, k)
+
+    def _feature(self, name: str) -> ItemFeatures:
+        if name not in self.features:
+            raise UnknownId(f"unknown modality '{name}'; the bundle has: {', '.join(self.features)}")
+        return self.features[name]
+
+    @staticmethod
+    def _nearest(
+        feats: ItemFeatures, vector: np.ndarray, k: int, exclude: int | None = None
+    ) -> list[tuple[int, float]]:
+        matrix = feats.matrix
+        norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
+        scores = np.where(feats.present, matrix @ vector / np.maximum(norms, 1e-12), -np.inf)
+        if exclude is not None:
+            scores[exclude] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [(int(i), float(scores[i])) for i in top if np.isfinite(scores[i])]
+
+    def _allowed(self, where: Mapping[str, str] | None) -> np.ndarray | None:
+        if not where:
+            return None
+        mask = np.ones(len(self.item_ids), dtype=bool)
+        for name, wanted in where.items():
+            needle = str(wanted).lower()
+            mask &= np.array([needle in str(row.get(name) or "").lower() for row in self.items])
+        return mask
+
+    # -- writes ----------------------------------------------------------------------------------
+    def apply_feedback(self, events: Sequence[Feedback]) -> set[str]:
+        """Add events to the users' histories and fold each touched user's history into a new vector.
+        A user id never seen before becomes a new user. Returns the touched user ids."""
+        with self._lock:
+            for event in events:
+                item = self.item(event.item_id)
+                user = self.user_index.get(event.user_id)
+                if user is None:
+                    user = self._new_user(event.user_id)
+                self._train[user][item] = float(event.value)
+                self._seen[user][item] = float(event.value)
+                self.popularity[item] += 1
+            touched = {e.user_id for e in events}
+            rows = [self.user_index[u] for u in touched]
+            if rows and self.model.can_fold_in:
+                self.user_vectors[rows] = self.model.fold_in(self._history_matrix(rows), self.item_vectors)
+            return touched
+
+    def _new_user(self, user_id: str) -> int:
+        user = len(self.user_ids)
+        self.user_ids.append(user_id)
+        self.user_index[user_id] = user
+        self._train.append({})
+        self._seen.append({})
+        self.user_vectors = np.vstack(
+            [self.user_vectors, np.zeros((1, self.user_vectors.shape[1]), np.float32)]
+        )
+        return user
+
+    def _history_matrix(self, rows: Sequence[int]) -> sp.csr_matrix:
+        data, indices, indptr = [], [], [0]
+        for row in rows:
+            history = self._train[row]
+            indices.extend(history)
+            data.extend(history.values())
+            indptr.append(len(indices))
+        return sp.csr_matrix((data, indices, indptr), shape=(len(rows), len(self.item_ids)), dtype=np.float32)
+
+    def add_item(self, item: NewItem) -> int:
+        """Index a new item (or replace an item added earlier) from its feature vectors."""
+        if not self.model.can_embed_content:
+            raise ConfigError(f"{type(self.model).__name__} cannot place items it never saw (no content map)")
+        with self._lock:
+            known = self.item_index.get(item.item_id)
+            if known is not None and known < len(self.bundle.item_ids):
+                raise ConfigError(
+                    f"item '{item.item_id}' is part of the trained catalogue: it cannot be replaced"
+                )
+            features = {}
+            for name, feats in self.features.items():
+                vector = item.features.get(name)
+                present = vector is not None
+                row = (
+                    np.zeros((1, feats.dim), np.float32)
+                    if not present
+                    else np.asarray(vector, np.float32)[None]
+                )
+                if row.shape[1] != feats.dim:
+                    raise ConfigError(
+                        f"feature '{name}' of item '{item.item_id}': {row.shape[1]} values, not {feats.dim}"
+                    )
+                features[name] = ItemFeatures(row, np.array([present]), feats.source)
+            vector = self.model.embed_items(features)[0].astype(np.float32)
+            if known is None:
+                known = len(self.item_ids)
+                self.item_ids.append(item.item_id)
+                self.item_index[item.item_id] = known
+                self.items.append(item.row)
+                self.item_vectors = np.vstack([self.item_vectors, vector[None]])
+                self.popularity = np.append(self.popularity, 0)
+                for name, feats in features.items():
+                    self.features[name] = self.features[name].append(feats)
+            else:
+                self.items[known] = item.row
+                self.item_vectors[known] = vector
+                for name, feats in features.items():
+                    old = self.features[name]
+                    matrix, present = old.matrix.copy(), old.present.copy()
+                    matrix[known], present[known] = feats.matrix[0], feats.present[0]
+                    self.features[name] = ItemFeatures(matrix, present, old.source)
+            self.index.add(np.array([known]), vector[None])
+            return known
+
+
+def _rows(matrix: sp.csr_matrix) -> list[dict[int, float]]:
+    matrix = sp.csr_matrix(matrix)
+    return [
+        dict(zip(matrix.indices[lo:hi].tolist(), matrix.data[lo:hi].tolist(), strict=True))
+        for lo, hi in zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
+    ]
+
+
+def _terms(value: Any) -> set[str]:
+    """Genres / tags of an item-table cell ("Comedy, Drama" or a list) as a set of lower-case terms."""
+    if value is None:
+        return set()
+    parts = value if isinstance(value, list) else str(value).split(",")
+    return {p.strip().lower() for p in parts if str(p).strip()}
+
+
+def recommendation_facts(state: ServingState, user_id: str, item_id: str, liked: int = 3) -> dict[str, Any]:
+    """The facts behind recommending `item_id` to `user_id`, as structured data (the explanation
+    layer turns them into sentences): shared genres and tags with the user's history, the liked
+    items nearest to it in each modality, how close it is per modality, and its popularity."""
+    with state._lock:
+        user, item = state.user(user_id), state.item(item_id)
+        history = [i for i in state._train[user] if i != item]
+        row = state.items[item]
+        shared: dict[str, list[str]] = {}
+        for field_name in ("genres", "tags"):
+            mine = _terms(row.get(field_name))
+            counts: dict[str, int] = {}
+            for other in history:
+                for term in mine & _terms(state.items[other].get(field_name)):
+                    counts[term] = counts.get(term, 0) + 1
+            shared[field_name] = sorted(counts, key=lambda t: (-counts[t], t))
+        nearest, closeness = {}, {}
+        for name, feats in state.features.items():
+            if not feats.present[item] or not history:
+                continue
+            rows = np.array([h for h in history if feats.present[h]], dtype=np.int64)
+            if not len(rows):
+                continue
+            target = feats.matrix[item] / max(float(np.linalg.norm(feats.matrix[item])), 1e-12)
+            others = feats.matrix[rows]
+            sims = others @ target / np.maximum(np.linalg.norm(others, axis=1), 1e-12)
+            order = np.argsort(-sims, kind="stable")[:liked]
+            nearest[name] = [
+                {
+                    "item_id": state.item_ids[rows[j]],
+                    "title": state.items[rows[j]].get("title"),
+                    "similarity": float(sims[j]),
+                }
+                for j in order
+            ]
+            closeness[name] = float(sims[order[0]])
+        ranks = np.argsort(np.argsort(-state.popularity, kind="stable"), kind="stable")
+        return {
+            "user_id": user_id,
+            "item_id": item_id,
+            "title": row.get("title"),
+            "score": float(state.user_vectors[user] @ state.item_vectors[item]),
+            "shared": shared,
+            "nearest_liked": nearest,
+            "closest_modality": max(closeness, key=closeness.get) if closeness else None,
+            "popularity": {
+                "interactions": int(state.popularity[item]),
+                "rank": int(ranks[item]) + 1,
+                "of": len(state.item_ids),
+            },
+        }
