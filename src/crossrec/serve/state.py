@@ -24,7 +24,6 @@ from crossrec.experiment.bundle import Bundle
 from crossrec.models.base import EmbeddingRecommender
 from crossrec.serve.index import VectorIndex
 
-FEEDBACK_KINDS = ("click", "rating", "play")
 
 
 class UnknownId(CrossrecError, KeyError):
