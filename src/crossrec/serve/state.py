@@ -25,7 +25,6 @@ from crossrec.models.base import EmbeddingRecommender
 from crossrec.serve.index import VectorIndex
 
 
-
 class UnknownId(CrossrecError, KeyError):
     """A user or item id the server does not know (an HTTP 404 naming the id)."""
 
