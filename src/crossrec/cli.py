@@ -126,6 +126,9 @@ def serve(
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="serve write endpoints without an API key (local use only)")
     ] = False,
+    store: Annotated[
+        Path | None, typer.Option(help="the durable event log (default: RUN_DIR/serve.sqlite)")
+    ] = None,
 ) -> None:
     """Serve a run bundle over HTTP: recommendations, similar items, search, feedback, new items.
     Write endpoints need the key in $CROSSREC_API_KEY unless --no-auth."""
@@ -133,7 +136,8 @@ def serve(
 
     from crossrec.experiment import load_bundle
     from crossrec.serve.app import create_app
-    from crossrec.serve.state import ServingState
+    from crossrec.serve.state import ServingState, replay_store
+    from crossrec.serve.store import EventStore
 
     key = os.environ.get("CROSSREC_API_KEY")
     try:
@@ -143,11 +147,45 @@ def serve(
             )
         bundle_dir = run_dir / "bundle" if (run_dir / "bundle").is_dir() else run_dir
         state = ServingState(load_bundle(bundle_dir, model))
+        log = EventStore(store or bundle_dir.parent / "serve.sqlite")
+        replayed = replay_store(state, log)
     except CrossrecError as exc:
         raise _fail(exc) from None
-    uvicorn.run(
-        create_app(state, api_key=None if no_auth else key), host=host, port=port, log_level="warning"
+    console.print(
+        f"serving {state.bundle.label} on http://{host}:{port} ({replayed:,} logged events replayed)"
     )
+    app_ = create_app(state, api_key=None if no_auth else key, store=log)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def retrain(
+    run_dir: Annotated[Path, typer.Argument(help="the run folder a server was started from")],
+    store: Annotated[
+        Path | None, typer.Option(help="the server's event log (default: RUN_DIR/serve.sqlite)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="the new run's name (default: <run>-retrained)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config value: key.path=value (repeatable)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Run the same experiment again with the feedback the server logged folded into the data."""
+    from crossrec.serve.retrain import retrain as run_retrain
+
+    try:
+        result, folded = run_retrain(
+            run_dir, store or run_dir / "serve.sqlite", name=name, overrides=set_, quiet=quiet
+        )
+    except CrossrecError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"folded in {folded['events']:,} logged events ({folded['new_users']:,} new users; "
+        f"{folded['skipped_events_on_new_items']:,} on items added while serving left out)"
+    )
+    _print_table(result.summary)
+    if result.bundle_dir is not None:
+        console.print(f"bundle: {result.bundle_dir}")
 
 
 @app.command()

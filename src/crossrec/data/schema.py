@@ -216,6 +216,22 @@ class Dataset:
             raise ValueError("interactions id space does not match user_ids / item_ids")
         self.content.check(self.n_items, source=self.name)
 
+    def with_interactions(self, new_user_ids: np.ndarray, extra: Interactions) -> Dataset:
+        """This dataset plus `extra` interactions (logged while serving) over its items and its users
+        followed by `new_user_ids`; the content is unchanged."""
+        user_ids = np.concatenate([self.user_ids.astype(str), np.asarray(new_user_ids, dtype=str)])
+        if extra.n_users != len(user_ids) or extra.n_items != self.n_items:
+            raise ValueError(
+                f"extra interactions are {extra.n_users} x {extra.n_items}, "
+                f"not {len(user_ids)} x {self.n_items}"
+            )
+        old = self.interactions
+        widened = Interactions(old.user, old.item, old.value, len(user_ids), self.n_items, old.timestamp)
+        if (old.timestamp is None) != (extra.timestamp is None):
+            extra = Interactions(extra.user, extra.item, extra.value, extra.n_users, extra.n_items, None)
+            widened = Interactions(old.user, old.item, old.value, len(user_ids), self.n_items, None)
+        return Dataset(self.name, user_ids, self.item_ids, widened.concat(extra), self.content, None)
+
     def summary(self) -> dict[str, object]:
         return {
             "name": self.name,

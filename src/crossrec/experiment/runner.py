@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,7 +22,7 @@ from crossrec.align.stage import align_features
 from crossrec.config import Config, ModelConfig, load_config
 from crossrec.data.features import ItemFeatures, as_feature_set
 from crossrec.data.loaders import load_dataset
-from crossrec.data.schema import Dataset, Split
+from crossrec.data.schema import Dataset, Interactions, Split
 from crossrec.data.splits import make_split
 from crossrec.encoders.build import EncodeResult, encode_dataset
 from crossrec.errors import ConfigError
@@ -39,7 +40,7 @@ from crossrec.experiment.units import (
     run_fit,
     run_trial,
 )
-from crossrec.io import write_json_atomic, write_text_atomic
+from crossrec.io import atomic_path, write_json_atomic, write_text_atomic
 from crossrec.report.markdown import render_report
 from crossrec.report.summary import RunSummary
 
@@ -73,13 +74,16 @@ def run_experiment(
     *,
     quiet: bool = False,
     executor: Executor | None = None,
+    extra: tuple[np.ndarray, Interactions] | None = None,
 ) -> ExperimentResult:
-    """Run every configured model with every seed; select on validation, test once per (model, seed)."""
+    """Run every configured model with every seed; select on validation, test once per (model, seed).
+    `extra` = (new user ids, interactions) joins the dataset before the split (events logged while
+    serving, for a retrain); it is kept in the run folder, so a resumed run sees it too."""
     if not isinstance(config, Config):
         config = load_config(config, overrides)
     elif overrides:
         config = load_config(config.model_dump(mode="json"), overrides)
-    return _execute(config, executor or LocalExecutor(), quiet=quiet, resume=False)
+    return _execute(config, executor or LocalExecutor(), quiet=quiet, resume=False, extra=extra)
 
 
 def resume_experiment(
@@ -93,7 +97,14 @@ def resume_experiment(
     return _execute(config, executor or LocalExecutor(), quiet=quiet, resume=True)
 
 
-def _execute(config: Config, executor: Executor, *, quiet: bool, resume: bool) -> ExperimentResult:
+def _execute(
+    config: Config,
+    executor: Executor,
+    *,
+    quiet: bool,
+    resume: bool,
+    extra: tuple[np.ndarray, Interactions] | None = None,
+) -> ExperimentResult:
     console = Console(quiet=quiet, highlight=False)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -105,6 +116,13 @@ def _execute(config: Config, executor: Executor, *, quiet: bool, resume: bool) -
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(config.dataset.format, config.dataset.path, **config.dataset.options)
+    extra_path = run_dir / "extra_interactions.npz"
+    if extra is not None:
+        _save_extra(extra_path, *extra)
+    elif resume and extra_path.exists():
+        extra = _load_extra(extra_path)
+    if extra is not None:
+        dataset = dataset.with_interactions(*extra)
     if resume:
         split = Split.load(run_dir / "split.npz")
     else:
@@ -145,6 +163,22 @@ def _execute(config: Config, executor: Executor, *, quiet: bool, resume: bool) -
         bundle_dir = write_bundle(run_dir / "bundle", config, dataset, split, features, runs, summary, heads)
     console.print(f"report written to [bold]{run_dir / 'report.md'}[/]")
     return ExperimentResult(config, run_dir, runs, summary, bundle_dir)
+
+
+def _save_extra(path: Path, new_user_ids: np.ndarray, inter: Interactions) -> None:
+    arrays = {"new_user_ids": np.asarray(new_user_ids, dtype=str), "user": inter.user, "item": inter.item}
+    arrays.update(value=inter.value, shape=np.array([inter.n_users, inter.n_items]))
+    if inter.timestamp is not None:
+        arrays["timestamp"] = inter.timestamp
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _load_extra(path: Path) -> tuple[np.ndarray, Interactions]:
+    with np.load(path, allow_pickle=False) as z:
+        n_users, n_items = (int(x) for x in z["shape"])
+        ts = z["timestamp"] if "timestamp" in z.files else None
+        return z["new_user_ids"], Interactions(z["user"], z["item"], z["value"], n_users, n_items, ts)
 
 
 def _item_features(

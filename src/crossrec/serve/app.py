@@ -32,6 +32,8 @@ from crossrec.encoders.base import BadInput
 from crossrec.errors import CrossrecError
 from crossrec.serve.content import ContentEncoders
 from crossrec.serve.state import Feedback, NewItem, ServingState, UnknownId, recommendation_facts
+from crossrec.serve.store import EventStore, ItemRecord
+from crossrec.serve.store import FeedbackEvent as LoggedFeedback
 
 MEDIA_TYPES = {
     "image": {
@@ -110,10 +112,13 @@ def create_app(
     state: ServingState,
     *,
     api_key: str | None,
+    store: EventStore | None = None,
     max_body_bytes: int = 1 << 20,
     max_upload_bytes: int = 8 << 20,
 ) -> FastAPI:
-    """`api_key=None` turns authentication off: only for local use, and only when asked for."""
+    """`api_key=None` turns authentication off: only for local use, and only when asked for. With a
+    `store`, every feedback batch and item write is committed to it before it is applied and
+    acknowledged (replay it into a fresh state with `replay_store` on start)."""
     app = FastAPI(title="crossrec", version="1", description=__doc__)
     encoders = ContentEncoders(state.bundle)
     registry = CollectorRegistry()
@@ -275,6 +280,8 @@ def create_app(
         events = [Feedback(e.user_id, e.item_id, e.kind, e.value) for e in batch.events]
         for event in events:
             state.item(event.item_id)  # every id checked before anything changes
+        if store is not None:
+            store.append_feedback([LoggedFeedback(e.user_id, e.item_id, e.kind, e.value) for e in events])
         touched = state.apply_feedback(events)
         lag.set(time.perf_counter() - started)
         return FeedbackAck(accepted=len(events), users=sorted(touched))
@@ -310,7 +317,11 @@ def create_app(
             finally:
                 path.unlink(missing_ok=True)
             row[modality] = True
-        index = state.add_item(NewItem(item_id, row, dict(vectors)))
+        new_item = NewItem(item_id, row, dict(vectors))
+        state.check_new_item(new_item)
+        if store is not None:
+            store.upsert_item(ItemRecord(item_id, row, {k: v for k, v in vectors.items() if v is not None}))
+        index = state.add_item(new_item)
         index_size.set(len(state.index))
         return ItemAck(item_id=item_id, index=index, modalities=sorted(vectors))
 

@@ -23,6 +23,7 @@ from crossrec.errors import ConfigError, CrossrecError
 from crossrec.experiment.bundle import Bundle
 from crossrec.models.base import EmbeddingRecommender
 from crossrec.serve.index import VectorIndex
+from crossrec.serve.store import EventStore, FeedbackEvent, ItemRecord
 
 
 class UnknownId(CrossrecError, KeyError):
@@ -199,30 +200,35 @@ class ServingState:
             indptr.append(len(indices))
         return sp.csr_matrix((data, indices, indptr), shape=(len(rows), len(self.item_ids)), dtype=np.float32)
 
-    def add_item(self, item: NewItem) -> int:
-        """Index a new item (or replace an item added earlier) from its feature vectors."""
+    def check_new_item(self, item: NewItem) -> dict[str, ItemFeatures]:
+        """The item's features as the model reads them; ConfigError when it cannot be added (checked
+        before the item is logged, so the log never holds an item the state would refuse)."""
         if not self.model.can_embed_content:
             raise ConfigError(f"{type(self.model).__name__} cannot place items it never saw (no content map)")
-        with self._lock:
-            known = self.item_index.get(item.item_id)
-            if known is not None and known < len(self.bundle.item_ids):
+        known = self.item_index.get(item.item_id)
+        if known is not None and known < len(self.bundle.item_ids):
+            raise ConfigError(
+                f"item '{item.item_id}' is part of the trained catalogue: it cannot be replaced"
+            )
+        features = {}
+        for name, feats in self.features.items():
+            vector = item.features.get(name)
+            present = vector is not None
+            row = (
+                np.zeros((1, feats.dim), np.float32) if not present else np.asarray(vector, np.float32)[None]
+            )
+            if row.shape[1] != feats.dim:
                 raise ConfigError(
-                    f"item '{item.item_id}' is part of the trained catalogue: it cannot be replaced"
+                    f"feature '{name}' of item '{item.item_id}': {row.shape[1]} values, not {feats.dim}"
                 )
-            features = {}
-            for name, feats in self.features.items():
-                vector = item.features.get(name)
-                present = vector is not None
-                row = (
-                    np.zeros((1, feats.dim), np.float32)
-                    if not present
-                    else np.asarray(vector, np.float32)[None]
-                )
-                if row.shape[1] != feats.dim:
-                    raise ConfigError(
-                        f"feature '{name}' of item '{item.item_id}': {row.shape[1]} values, not {feats.dim}"
-                    )
-                features[name] = ItemFeatures(row, np.array([present]), feats.source)
+            features[name] = ItemFeatures(row, np.array([present]), feats.source)
+        return features
+
+    def add_item(self, item: NewItem) -> int:
+        """Index a new item (or replace an item added earlier) from its feature vectors."""
+        with self._lock:
+            features = self.check_new_item(item)
+            known = self.item_index.get(item.item_id)
             vector = self.model.embed_items(features)[0].astype(np.float32)
             if known is None:
                 known = len(self.item_ids)
@@ -312,3 +318,27 @@ def recommendation_facts(state: ServingState, user_id: str, item_id: str, liked:
                 "of": len(state.item_ids),
             },
         }
+
+
+def replay_store(state: ServingState, store: EventStore) -> int:
+    """Bring a fresh state up to date with the durable log: items and feedback in log order (runs of
+    feedback folded in together). Returns the number of events applied."""
+    pending: list[Feedback] = []
+    applied = 0
+
+    def flush() -> None:
+        if pending:
+            state.apply_feedback(pending)
+            pending.clear()
+
+    for logged in store.replay():
+        event = logged.event
+        applied += 1
+        if isinstance(event, FeedbackEvent):
+            pending.append(Feedback(event.user_id, event.item_id, event.kind, event.value))
+            continue
+        flush()
+        if isinstance(event, ItemRecord):
+            state.add_item(NewItem(event.item_id, dict(event.payload), dict(event.vectors)))
+    flush()
+    return applied
