@@ -15,7 +15,6 @@ Ties are broken by the lower id, whatever the insertion order.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence, Set
 from typing import Literal
 
@@ -37,16 +36,25 @@ def _grown(array: np.ndarray, size: int, fill: int | bool) -> np.ndarray:
     return out
 
 
-def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of one query's candidates, by score descending and then id ascending."""
-    if len(ids) > k:
-        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-        above = np.flatnonzero(scores > kth)
-        tied = np.flatnonzero(scores == kth)
-        keep = np.concatenate([above, tied[np.argsort(ids[tied], kind="stable")][: k - len(above)]])
-        ids, scores = ids[keep], scores[keep]
-    order = np.lexsort((ids, -scores))
-    return ids[order], scores[order]
+def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k best candidates by score descending and then id ascending, padded with -1 / -inf.
+
+    `ids` is (m, c) or one (c,) row shared by all; an ineligible candidate scores -inf.
+    """
+    ids = np.broadcast_to(ids, scores.shape)
+    if scores.shape[1] > k:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # the k best, ties cut arbitrarily
+        kth = np.take_along_axis(scores, part, 1).min(1)
+        cut_in_a_tie = ((scores >= kth[:, None]).sum(1) > k) & (kth > -np.inf)
+        for r in np.flatnonzero(cut_in_a_tie):  # keep the lowest ids among those tied with the k-th
+            cand = np.flatnonzero(scores[r] >= kth[r])
+            part[r] = cand[np.lexsort((ids[r, cand], -scores[r, cand]))[:k]]
+        ids, scores = np.take_along_axis(ids, part, 1), np.take_along_axis(scores, part, 1)
+    order = np.lexsort((ids, -scores), axis=1)[:, :k]
+    ids, scores = np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1).astype(np.float32)
+    pad = k - ids.shape[1]
+    ids = np.pad(np.where(scores > -np.inf, ids, -1), ((0, 0), (0, pad)), constant_values=-1)
+    return ids, np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
 
 
 class VectorIndex:
@@ -182,6 +190,8 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must have shape (n, {self.dim}), got {queries.shape}")
+        if not np.isfinite(queries).all():
+            raise ValueError("queries must be finite")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         n = len(queries)
@@ -213,39 +223,53 @@ class VectorIndex:
         out_ids: np.ndarray,
         out_scores: np.ndarray,
     ) -> np.ndarray:
-        """Fill the rows the faiss index answers in full; return the rows left for exact search."""
+        """Fill the rows the faiss index answers in full; return the rows left for exact search.
+
+        Each query fetches k + its exclusions, scaled up by the share of stored rows that tombstones and
+        the filter leave eligible, rounded up to a power of two so that queries asking about as much
+        are searched together; a query short of k eligible results doubles its fetch.
+        """
         ntotal = self._index.ntotal
-        wanted = k + max((len(e) for e in excluded or ()), default=0)
-        share = eligible / ntotal  # tombstones and the filter both thin out what comes back
-        fetch = min(ntotal, wanted if share == 1 else math.ceil(1.5 * wanted / share))
-        pending = np.arange(len(queries))
+        wanted = k + np.array([len(e) for e in excluded] if excluded else [0] * len(queries))
+        share = eligible / ntotal
+        fetch = wanted if share == 1 else np.ceil(1.5 * wanted / share)
+        fetch = np.minimum(ntotal, 2 ** np.ceil(np.log2(fetch))).astype(np.int64)
+        span = len(self._live) + 1  # (query, id) pairs as one key: query * span + id
+        keys = None
+        if excluded:
+            keys = np.unique(
+                np.concatenate([i * span + e[(e >= 0) & (e < span - 1)] for i, e in enumerate(excluded)])
+            )
+        pending, left = np.arange(len(queries)), []
         while len(pending):
-            if self._kind == "hnsw" and fetch >= ntotal:
-                return pending  # walking the whole graph costs more than scanning it
-            if self._kind == "exact":
-                scores, found = self._index.search(queries[pending], fetch)
-            else:
-                params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, fetch))
-                scores, found = self._index.search(queries[pending], fetch, params=params)
-                found = np.where(found >= 0, self._label[np.maximum(found, 0)], -1)
-            done = np.zeros(len(pending), dtype=bool)
-            for j, row in enumerate(pending):
-                ok = found[j] >= 0
+            unfinished = []
+            for f in np.unique(fetch[pending]):
+                rows = pending[fetch[pending] == f]
+                if self._kind == "hnsw" and f >= ntotal:
+                    left.append(rows)  # walking the whole graph costs more than scanning it
+                    continue
+                if self._kind == "exact":
+                    scores, found = self._index.search(queries[rows], int(f))
+                else:
+                    params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, int(f)))
+                    scores, found = self._index.search(queries[rows], int(f), params=params)
+                    found = np.where(found >= 0, self._label[np.maximum(found, 0)], -1)
+                ok = found >= 0
                 if mask is not None:
-                    ok &= mask[found[j]]
-                if excluded is not None:
-                    ok &= ~np.isin(found[j], excluded[row])
-                hits = np.flatnonzero(ok)
+                    ok &= mask[found]
+                if keys is not None:
+                    ok &= ~np.isin(rows[:, None] * span + found, keys)
                 # Done once k eligible came back and nothing fetched ties the k-th (a tie at the
                 # boundary could hide a lower id further on), or when the scan covered every item.
-                full = len(hits) >= k and scores[j, -1] < scores[j, hits[k - 1]]
-                if full or (self._kind == "exact" and fetch >= ntotal):
-                    ids, best = _top_k(found[j, hits], scores[j, hits], k)
-                    out_ids[row, : len(ids)], out_scores[row, : len(ids)] = ids, best
-                    done[j] = True
-            pending = pending[~done]
-            fetch = min(2 * fetch, ntotal)
-        return pending
+                counts = ok.sum(1)
+                kth = scores[np.arange(len(rows)), np.argmax(np.cumsum(ok, 1) >= k, axis=1)]
+                done = ((counts >= k) & (scores[:, -1] < kth)) | (self._kind == "exact" and f >= ntotal)
+                ids, best = _best(np.where(ok, found, -1)[done], np.where(ok, scores, -np.inf)[done], k)
+                out_ids[rows[done]], out_scores[rows[done]] = ids, best
+                unfinished.append(rows[~done])
+            pending = np.concatenate(unfinished) if unfinished else pending[:0]
+            fetch[pending] = np.minimum(2 * fetch[pending], ntotal)
+        return np.concatenate(left) if left else pending
 
     def _search_exact(
         self,
@@ -259,10 +283,11 @@ class VectorIndex:
     ) -> None:
         """Brute-force the given rows over the candidate ids (sorted, all live)."""
         scores = queries[rows] @ self._vectors(candidates).T
-        for j, row in enumerate(rows):
-            keep = slice(None) if excluded is None else ~np.isin(candidates, excluded[row])
-            ids, best = _top_k(candidates[keep], scores[j, keep], k)
-            out_ids[row, : len(ids)], out_scores[row, : len(ids)] = ids, best
+        if excluded is not None:
+            for j, row in enumerate(rows):
+                at = np.searchsorted(candidates, excluded[row]).clip(max=len(candidates) - 1)
+                scores[j, at[candidates[at] == excluded[row]]] = -np.inf
+        out_ids[rows], out_scores[rows] = _best(candidates, scores, k)
 
     def _allowed_mask(self, allowed: Allowed) -> np.ndarray | None:
         """The filter as a mask over the live ids (live and allowed)."""
