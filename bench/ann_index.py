@@ -39,7 +39,7 @@ from crossrec.serve.index import VectorIndex
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "movielens-small"
 K = 20
-EF_SEARCH = (64, 128, 256)
+EF_SEARCH = (64, 128, 256, 512)
 SKIPPED_MILLION = (
     "1M x 64 not run by default (--million): the 100k HNSW build takes 19-25 s on these 2 shared cores, "
     "so 1M (n log n) would build for ~4 minutes before any query is timed"
