@@ -54,5 +54,7 @@ def test_ci_script_sets_ci_and_stops_without_the_recordings() -> None:
     script = (TESTS.parent / ".ci" / "run").read_text(encoding="utf-8")
     tests_start = script.index("python -m pytest")
     assert "export CI=1" in script[:tests_start]
-    install = script[script.index("sound-theme-freedesktop") : tests_start]
-    assert "exit 1" in install and "will skip" not in install
+    installer = script[script.index("need_deb() {") : script.index("\n}\n", script.index("need_deb() {"))]
+    assert "exit 1" in installer and "will skip" not in script
+    for package in ("sound-theme-freedesktop", "chromium"):
+        assert f"need_deb {package} " in script[:tests_start], package
