@@ -291,7 +291,7 @@ def create_app(
         try:
             vectors = encoders.encode(modality, path)
         except BadInput as exc:
-            raise HTTPException(422, f"{modality} upload: {exc.reason}") from None
+            raise HTTPException(422, _refused(modality, exc, path)) from None
         finally:
             path.unlink(missing_ok=True)
         return search_vector(modality, vectors, target, k)
@@ -343,7 +343,7 @@ def create_app(
             try:
                 vectors.update(encoders.encode(modality, path))
             except BadInput as exc:
-                raise HTTPException(422, f"{modality} upload: {exc.reason}") from None
+                raise HTTPException(422, _refused(modality, exc, path)) from None
             finally:
                 path.unlink(missing_ok=True)
             row[modality] = True
@@ -367,6 +367,11 @@ def _writes(app: FastAPI, request: Request, writer: Callable[..., None]) -> bool
 def _head_inputs(state: ServingState, modality: str) -> list[str]:
     align = state.bundle.config.align
     return align.inputs.get(modality, [modality]) if align is not None else [modality]
+
+
+def _refused(modality: str, exc: BadInput, path: Path) -> str:
+    """Why an upload cannot be used, without the server's temporary file name in it."""
+    return f"{modality} upload: {exc.reason.replace(str(path), 'the upload')}"
 
 
 async def _upload(file: UploadFile, modality: str, limit: int) -> Path:
