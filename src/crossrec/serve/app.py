@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -27,6 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import Match
 
 from crossrec.encoders.base import BadInput
 from crossrec.errors import CrossrecError
@@ -51,6 +53,30 @@ MEDIA_TYPES = {
         "audio/mpeg": [b"ID3", b"\xff\xfb", b"\xff\xf3"],
     },
 }
+
+
+class Problem(BaseModel):
+    """Every 4xx: the reason as text (FastAPI's own 422s: the list of validation errors)."""
+
+    detail: str | list[Any]
+
+
+_WHY = {
+    400: "the body could not be parsed",
+    401: "the API key is missing or wrong (X-API-Key header)",
+    404: "an unknown user id, item id or modality, named",
+    413: "request body or upload over the limit",
+    415: "an upload's content type is missing, not accepted, or not what its bytes are",
+    422: "unusable input, with the reason",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the 4xx it can answer, so the OpenAPI schema declares them."""
+    return {code: {"model": Problem, "description": _WHY[code]} for code in codes}
+
+
+NEEDS_KEY = "this endpoint needs the API key in the X-API-Key header"
 
 
 class _Body(BaseModel):
@@ -143,8 +169,15 @@ def create_app(
             if request.headers.get("content-type", "").startswith("multipart/")
             else max_body_bytes
         )
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            response: Response = JSONResponse({"detail": f"request body over the {limit:,}-byte limit"}, 413)
+        if (
+            api_key is not None
+            and request.headers.get("x-api-key") != api_key
+            and _writes(app, request, writer)
+        ):
+            # Before the body is read or parsed: without the key a write learns nothing but 401.
+            response: Response = JSONResponse({"detail": NEEDS_KEY}, 401)
+        elif declared is not None and (not declared.isdigit() or int(declared) > limit):
+            response = JSONResponse({"detail": f"request body over the {limit:,}-byte limit"}, 413)
         else:
             response = await call_next(request)
         route = request.scope.get("route")
@@ -163,7 +196,7 @@ def create_app(
 
     def writer(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if api_key is not None and x_api_key != api_key:
-            raise HTTPException(401, "this endpoint needs the API key in the X-API-Key header")
+            raise HTTPException(401, NEEDS_KEY)
 
     def listed(pairs: list[tuple[int, float]]) -> ItemList:
         return ItemList(
@@ -189,11 +222,7 @@ def create_app(
         index_size.set(len(state.index))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get(
-        "/users/{user_id}/recommendations",
-        response_model=ItemList,
-        responses={404: {"description": "unknown id"}},
-    )
+    @app.get("/users/{user_id}/recommendations", response_model=ItemList, responses=_errors(404, 422))
     def recommendations(
         user_id: str,
         k: Annotated[int, Query(ge=1, le=200)] = 10,
@@ -216,20 +245,18 @@ def create_app(
     @app.get(
         "/users/{user_id}/recommendations/{item_id}/facts",
         response_model=Facts,
-        responses={404: {"description": "unknown id"}},
+        responses=_errors(404, 422),
     )
     def facts(user_id: str, item_id: str) -> dict[str, Any]:
         return recommendation_facts(state, user_id, item_id)
 
-    @app.get("/items/{item_id}", responses={404: {"description": "unknown id"}})
+    @app.get("/items/{item_id}", responses=_errors(404, 422))
     def item(item_id: str) -> dict[str, Any]:
         row = dict(state.items[state.item(item_id)])
         row["image"], row["audio"] = bool(row.get("image")), bool(row.get("audio"))  # never a server path
         return row
 
-    @app.get(
-        "/items/{item_id}/similar", response_model=ItemList, responses={404: {"description": "unknown id"}}
-    )
+    @app.get("/items/{item_id}/similar", response_model=ItemList, responses=_errors(404, 422))
     def similar(
         item_id: str, k: Annotated[int, Query(ge=1, le=200)] = 10, modality: str | None = None
     ) -> ItemList:
@@ -251,7 +278,7 @@ def create_app(
             return listed(state.nearest_by_feature(shared, heads.transform(source, source_input[None])[0], k))
         return listed(state.nearest_by_feature(source, query, k))
 
-    @app.post("/search/text", response_model=ItemList)
+    @app.post("/search/text", response_model=ItemList, responses=_errors(400, 404, 413, 422))
     def search_text(body: TextQuery) -> ItemList:
         try:
             vectors = encoders.encode("text", body.query)
@@ -259,7 +286,7 @@ def create_app(
             raise HTTPException(422, f"query: {exc.reason}") from None
         return search_vector("text", vectors, body.target, body.k)
 
-    @app.post("/search/media", response_model=ItemList)
+    @app.post("/search/media", response_model=ItemList, responses=_errors(400, 404, 413, 415, 422))
     async def search_media(
         file: Annotated[UploadFile, File()],
         modality: Annotated[Literal["image", "audio"], Form()],
@@ -270,12 +297,17 @@ def create_app(
         try:
             vectors = encoders.encode(modality, path)
         except BadInput as exc:
-            raise HTTPException(422, f"{modality} upload: {exc.reason}") from None
+            raise HTTPException(422, _refused(modality, exc, path)) from None
         finally:
             path.unlink(missing_ok=True)
         return search_vector(modality, vectors, target, k)
 
-    @app.post("/feedback", response_model=FeedbackAck, dependencies=[Depends(writer)])
+    @app.post(
+        "/feedback",
+        response_model=FeedbackAck,
+        dependencies=[Depends(writer)],
+        responses=_errors(400, 401, 404, 413, 422),
+    )
     def feedback(batch: FeedbackBatch) -> FeedbackAck:
         started = time.perf_counter()
         events = [Feedback(e.user_id, e.item_id, e.kind, e.value) for e in batch.events]
@@ -287,7 +319,12 @@ def create_app(
         lag.set(time.perf_counter() - started)
         return FeedbackAck(accepted=len(events), users=sorted(touched))
 
-    @app.put("/items/{item_id}", response_model=ItemAck, dependencies=[Depends(writer)])
+    @app.put(
+        "/items/{item_id}",
+        response_model=ItemAck,
+        dependencies=[Depends(writer)],
+        responses=_errors(400, 401, 413, 415, 422),
+    )
     async def put_item(
         item_id: str,
         metadata: Annotated[
@@ -314,7 +351,7 @@ def create_app(
             try:
                 vectors.update(encoders.encode(modality, path))
             except BadInput as exc:
-                raise HTTPException(422, f"{modality} upload: {exc.reason}") from None
+                raise HTTPException(422, _refused(modality, exc, path)) from None
             finally:
                 path.unlink(missing_ok=True)
             row[modality] = True
@@ -330,9 +367,24 @@ def create_app(
     return app
 
 
+def _writes(app: FastAPI, request: Request, writer: Callable[..., None]) -> bool:
+    """Whether the request goes to a write endpoint (a route that depends on `writer`, the key check)."""
+    return any(
+        isinstance(route, APIRoute)
+        and any(d.dependency is writer for d in route.dependencies)
+        and route.matches(request.scope)[0] is Match.FULL
+        for route in app.router.routes
+    )
+
+
 def _head_inputs(state: ServingState, modality: str) -> list[str]:
     align = state.bundle.config.align
     return align.inputs.get(modality, [modality]) if align is not None else [modality]
+
+
+def _refused(modality: str, exc: BadInput, path: Path) -> str:
+    """Why an upload cannot be used, without the server's temporary file name in it."""
+    return f"{modality} upload: {exc.reason.replace(str(path), 'the upload')}"
 
 
 async def _upload(file: UploadFile, modality: str, limit: int) -> Path:

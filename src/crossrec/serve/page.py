@@ -50,7 +50,10 @@ def add_page(app: FastAPI, state: ServingState) -> None:
     @app.get(
         "/items/{item_id}/poster",
         response_class=FileResponse,
-        responses={404: {"description": "unknown id, or the item has no poster"}},
+        responses={
+            200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the poster"},
+            404: {"description": "unknown id, or the item has no poster"},
+        },
     )
     def poster(item_id: str) -> FileResponse:
         row = state.items[state.item(item_id)]
