@@ -136,3 +136,16 @@ def test_facts_and_metrics(client, bundle):
     metrics = client.get("/metrics").text
     assert 'crossrec_requests_total{endpoint="/users/{user_id}/recommendations",status="200"}' in metrics
     assert "crossrec_index_items" in metrics
+
+
+def test_a_chunked_body_without_a_length_is_cut_at_the_limit(client):
+    def chunks():
+        for _ in range(160):
+            yield b"x" * 65536  # 10 MiB in all, no Content-Length: over even the upload limit
+
+    response = client.post("/feedback", content=chunks(), headers={**KEY, "content-type": "application/json"})
+    assert response.status_code == 413, response.text
+    small = client.post(
+        "/feedback", content=iter([b'{"events": []}']), headers={**KEY, "content-type": "application/json"}
+    )
+    assert small.status_code == 422  # under the limit: read and validated as usual

@@ -146,7 +146,9 @@ def create_app(
     """`api_key=None` turns authentication off: only for local use, and only when asked for. With a
     `store`, every feedback batch and item write is committed to it before it is applied and
     acknowledged (replay it into a fresh state with `replay_store` on start)."""
-    app = FastAPI(title="crossrec", version="1", description=__doc__)
+    # FastAPI counts the bytes of bodies that declare no length (chunked) as they are read, and answers
+    # 413 past `max_body_size`; declared lengths are checked below, tighter for non-upload bodies.
+    app = FastAPI(title="crossrec", version="1", description=__doc__, max_body_size=max_upload_bytes + 65536)
     encoders = ContentEncoders(state.bundle)
     registry = CollectorRegistry()
     requests = Counter("crossrec_requests", "HTTP requests", ["endpoint", "status"], registry=registry)
