@@ -149,3 +149,16 @@ def test_a_chunked_body_without_a_length_is_cut_at_the_limit(client):
         "/feedback", content=iter([b'{"events": []}']), headers={**KEY, "content-type": "application/json"}
     )
     assert small.status_code == 422  # under the limit: read and validated as usual
+
+
+def test_a_deleted_item_leaves_every_list(client, bundle):
+    meta = {"title": "Ghost Item (2040)", "genres": "Horror", "overview": "Gone soon."}
+    assert client.put("/items/ghost", data={"metadata": json.dumps(meta)}, headers=KEY).status_code == 200
+    assert "ghost" in _ids(client.post("/search/text", json={"query": "Ghost Item (2040)", "k": 5}))
+    assert client.delete("/items/ghost").status_code == 401
+    assert client.delete("/items/ghost", headers=KEY).json() == {"item_id": "ghost", "removed": True}
+    assert client.get("/items/ghost").status_code == 404
+    assert client.delete("/items/ghost", headers=KEY).status_code == 404
+    assert "ghost" not in _ids(client.post("/search/text", json={"query": "Ghost Item (2040)", "k": 20}))
+    user = str(bundle.user_ids[2])
+    assert "ghost" not in _ids(client.get(f"/users/{user}/recommendations", params={"k": 200}))

@@ -25,7 +25,7 @@ from crossrec.serve.state import ServingState  # noqa: E402
 pytestmark = pytest.mark.slow
 KEY = "fuzz-key"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-WRITES = [("POST", "/feedback"), ("PUT", "/items/{item_id}")]
+WRITES = [("POST", "/feedback"), ("PUT", "/items/{item_id}"), ("DELETE", "/items/{item_id}")]
 OPERATIONS = [
     ("GET", "/health"),
     ("GET", "/users/{user_id}/recommendations"),
@@ -45,6 +45,7 @@ NOTHING_TO_NEGATE = {
     ("GET", "/items/{item_id}"),
     ("GET", "/users/{user_id}/recommendations/{item_id}/facts"),
     ("GET", "/items/{item_id}/poster"),
+    ("DELETE", "/items/{item_id}"),
 }
 CASES = [
     pytest.param(method, path, mode, id=f"{method} {path} {mode.value}")

@@ -122,6 +122,11 @@ class ItemAck(BaseModel):
     modalities: list[str]
 
 
+class Removed(BaseModel):
+    item_id: str
+    removed: bool
+
+
 class Health(BaseModel):
     status: str
     model: str
@@ -364,6 +369,21 @@ def create_app(
         index = state.add_item(new_item)
         index_size.set(len(state.index))
         return ItemAck(item_id=item_id, index=index, modalities=sorted(vectors))
+
+    @app.delete(
+        "/items/{item_id}",
+        response_model=Removed,
+        dependencies=[Depends(writer)],
+        responses=_errors(401, 404),
+    )
+    def delete_item(item_id: str) -> Removed:
+        """Take an item out of recommendations, similar items and search (logged like any write)."""
+        state.item(item_id)  # 404 before anything is logged
+        if store is not None:
+            store.delete_item(item_id)
+        state.remove_item(item_id)
+        index_size.set(len(state.index))
+        return Removed(item_id=item_id, removed=True)
 
     add_page(app, state)  # GET / (the web page), /static, GET /users, GET /items/{item_id}/poster
     return app

@@ -23,7 +23,7 @@ from crossrec.errors import ConfigError, CrossrecError
 from crossrec.experiment.bundle import Bundle
 from crossrec.models.base import EmbeddingRecommender
 from crossrec.serve.index import VectorIndex
-from crossrec.serve.store import EventStore, FeedbackEvent, ItemRecord
+from crossrec.serve.store import EventStore, FeedbackEvent, ItemDeleted, ItemRecord
 
 
 class UnknownId(CrossrecError, KeyError):
@@ -73,6 +73,7 @@ class ServingState:
         self._train = _rows(split.train.to_csr(binary=False))
         self._seen = _rows(split.train.concat(split.valid).concat(split.test).to_csr(binary=False))
         self.popularity = np.bincount(split.train.item, minlength=len(self.item_ids)).astype(np.int64)
+        self.removed = np.zeros(len(self.item_ids), dtype=bool)  # deleted while serving
         self.index = VectorIndex(self.item_vectors.shape[1], exact_below=exact_below)
         self.index.add(np.arange(len(self.item_ids)), self.item_vectors)
         self.last_feedback_at: float | None = None
@@ -85,10 +86,10 @@ class ServingState:
             raise UnknownId(f"unknown user id '{user_id}'") from None
 
     def item(self, item_id: str) -> int:
-        try:
-            return self.item_index[str(item_id)]
-        except KeyError:
-            raise UnknownId(f"unknown item id '{item_id}'") from None
+        index = self.item_index.get(str(item_id))
+        if index is None or self.removed[index]:
+            raise UnknownId(f"unknown item id '{item_id}'")
+        return index
 
     def seen(self, user: int) -> dict[int, float]:
         return self._seen[user] if user < len(self._seen) else {}
@@ -128,12 +129,12 @@ class ServingState:
             feats = self._feature(modality)
             if not feats.present[item]:
                 raise UnknownId(f"item '{item_id}' has no {modality} features")
-            return self._nearest(feats, feats.matrix[item], k, exclude=item)
+            return self._nearest(feats, feats.matrix[item], k, self.removed, exclude=item)
 
     def nearest_by_feature(self, modality: str, vector: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
         """Items whose `modality` features are nearest (cosine) to `vector` (cross-modal search)."""
         with self._lock:
-            return self._nearest(self._feature(modality), vector, k)
+            return self._nearest(self._feature(modality), vector, k, self.removed)
 
     def _feature(self, name: str) -> ItemFeatures:
         if name not in self.features:
@@ -142,11 +143,12 @@ class ServingState:
 
     @staticmethod
     def _nearest(
-        feats: ItemFeatures, vector: np.ndarray, k: int, exclude: int | None = None
+        feats: ItemFeatures, vector: np.ndarray, k: int, removed: np.ndarray, exclude: int | None = None
     ) -> list[tuple[int, float]]:
         matrix = feats.matrix
         norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
-        scores = np.where(feats.present, matrix @ vector / np.maximum(norms, 1e-12), -np.inf)
+        usable = feats.present & ~removed
+        scores = np.where(usable, matrix @ vector / np.maximum(norms, 1e-12), -np.inf)
         if exclude is not None:
             scores[exclude] = -np.inf
         top = np.argsort(-scores, kind="stable")[:k]
@@ -237,6 +239,7 @@ class ServingState:
                 self.items.append(item.row)
                 self.item_vectors = np.vstack([self.item_vectors, vector[None]])
                 self.popularity = np.append(self.popularity, 0)
+                self.removed = np.append(self.removed, False)
                 for name, feats in features.items():
                     self.features[name] = self.features[name].append(feats)
             else:
@@ -247,8 +250,17 @@ class ServingState:
                     matrix, present = old.matrix.copy(), old.present.copy()
                     matrix[known], present[known] = feats.matrix[0], feats.present[0]
                     self.features[name] = ItemFeatures(matrix, present, old.source)
+            self.removed[known] = False
             self.index.add(np.array([known]), vector[None])
             return known
+
+    def remove_item(self, item_id: str) -> int:
+        """Take an item out of recommendations, similar items and search (its history stays)."""
+        with self._lock:
+            index = self.item(item_id)
+            self.removed[index] = True
+            self.index.remove([index])
+            return index
 
 
 def _rows(matrix: sp.csr_matrix) -> list[dict[int, float]]:
@@ -340,5 +352,9 @@ def replay_store(state: ServingState, store: EventStore) -> int:
         flush()
         if isinstance(event, ItemRecord):
             state.add_item(NewItem(event.item_id, dict(event.payload), dict(event.vectors)))
+        elif isinstance(event, ItemDeleted):
+            index = state.item_index.get(event.item_id)
+            if index is not None and not state.removed[index]:
+                state.remove_item(event.item_id)
     flush()
     return applied
