@@ -8,19 +8,18 @@ from __future__ import annotations
 import json
 
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from crossrec.serve.app import create_app  # noqa: E402
-from crossrec.serve.state import ServingState  # noqa: E402
+from crossrec.serve.app import create_app
+from crossrec.serve.state import ServingState
 
 pytestmark = pytest.mark.slow
 KEY = "fuzz-key"
