@@ -140,8 +140,8 @@ def test_facts_and_metrics(client, bundle):
 
 def test_a_chunked_body_without_a_length_is_cut_at_the_limit(client):
     def chunks():
-        for _ in range(160):
-            yield b"x" * 65536  # 10 MiB in all, no Content-Length: over even the upload limit
+        for _ in range(320):
+            yield b"x" * 65536  # 20 MiB in all, no Content-Length: over twice the upload limit
 
     response = client.post("/feedback", content=chunks(), headers={**KEY, "content-type": "application/json"})
     assert response.status_code == 413, response.text

@@ -151,9 +151,10 @@ def create_app(
     """`api_key=None` turns authentication off: only for local use, and only when asked for. With a
     `store`, every feedback batch and item write is committed to it before it is applied and
     acknowledged (replay it into a fresh state with `replay_store` on start)."""
-    # FastAPI counts the bytes of bodies that declare no length (chunked) as they are read, and answers
-    # 413 past `max_body_size`; declared lengths are checked below, tighter for non-upload bodies.
-    app = FastAPI(title="crossrec", version="1", description=__doc__, max_body_size=max_upload_bytes + 65536)
+    # Bodies that declare a length are refused below (JSON 413, tighter for non-upload bodies);
+    # FastAPI's own limit, set above ours, counts the bytes of bodies sent without a length.
+    streamed_limit = 2 * (max_upload_bytes + 65536)
+    app = FastAPI(title="crossrec", version="1", description=__doc__, max_body_size=streamed_limit)
     encoders = ContentEncoders(state.bundle)
     registry = CollectorRegistry()
     requests = Counter("crossrec_requests", "HTTP requests", ["endpoint", "status"], registry=registry)
