@@ -87,11 +87,13 @@ def test_vectors_are_stored_as_given_not_normalised() -> None:
     np.testing.assert_array_equal(scores, [[6.0, 1.0]])
 
 
-@pytest.mark.parametrize("exact_below", [10_000, 200])
-def test_add_remove_upsert_track_the_current_set(exact_below: int) -> None:
-    """Brute force over what the index should hold now; HNSW is held to recall and to never returning
-    a removed id or a replaced vector's old score."""
-    index = VectorIndex(DIM, exact_below=exact_below)
+@pytest.mark.parametrize(
+    ("exact_below", "graph"), [(10_000, "auto"), (200, "auto"), (200, "ip"), (200, "l2")]
+)
+def test_add_remove_upsert_track_the_current_set(exact_below: int, graph: str) -> None:
+    """Brute force over what the index should hold now; HNSW (either graph) is held to recall and to
+    never returning a removed id or a replaced vector's old score."""
+    index = VectorIndex(DIM, exact_below=exact_below, graph=graph)  # type: ignore[arg-type]
     store: dict[int, np.ndarray] = {}
     first = gaussian(400, seed=2)
     index.add(np.arange(400), first)
@@ -118,6 +120,9 @@ def test_add_remove_upsert_track_the_current_set(exact_below: int) -> None:
         np.testing.assert_array_equal(found, truth)
     else:
         assert recall(found, truth) >= 0.98
+        assert graph == "auto" or index.graph == graph
+        # upserted items with 3x the norms can overflow the L2 graph's max norm: scored exactly
+        assert index.graph == "l2" or index.overflow == 0
 
 
 def test_upsert_within_one_call_keeps_the_last_vector() -> None:
@@ -141,6 +146,130 @@ def test_hnsw_recall_against_exact(hnsw_index: VectorIndex, hnsw_items: np.ndarr
     truth, _ = brute(dict(enumerate(hnsw_items)), queries, 20)
     assert hnsw_index.kind == "hnsw"
     assert recall(found, truth) >= 0.98
+
+
+@pytest.mark.parametrize("graph", ["ip", "l2"])
+def test_each_graph_matches_brute_force_with_inner_product_scores(hnsw_items: np.ndarray, graph: str) -> None:
+    """Either graph: recall, scores that are the real inner products (never L2 distances), filters and
+    exclusions that keep k, stored vectors returned as given."""
+    index = VectorIndex(DIM, exact_below=500, graph=graph)  # type: ignore[arg-type]
+    index.add(np.arange(len(hnsw_items)), hnsw_items)
+    assert index.kind == "hnsw" and index.graph == graph and index.probe_recall == {}
+    np.testing.assert_array_equal(index.vector(17), hnsw_items[17])
+    store = dict(enumerate(hnsw_items))
+    queries = gaussian(100, seed=7)
+    found, scores = index.search(queries, 20)
+    truth, _ = brute(store, queries, 20)
+    assert recall(found, truth) >= 0.98
+    expected = np.einsum("nd,nkd->nk", queries, hnsw_items[found])
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    mask = np.random.default_rng(1).random(3000) < 0.3
+    exclude = [row[:30] for row in truth]
+    found, _ = index.search(queries, 20, exclude=exclude, allowed=mask)
+    assert (found >= 0).all() and mask[found].all()
+    assert not any(np.isin(row, ex).any() for row, ex in zip(found, exclude, strict=True))
+    allowed = set(np.flatnonzero(mask).tolist())
+    assert recall(found, brute(store, queries, 20, exclude, allowed)[0]) >= 0.95
+
+
+def pareto_items(n: int, seed: int) -> np.ndarray:
+    """Gaussian directions with heavy-tailed (1 + Pareto(2)) norms: inner-product HNSW's case."""
+    rng = np.random.default_rng(seed)
+    items = gaussian(n, seed)
+    return items * ((1 + rng.pareto(2.0, n)) / np.linalg.norm(items, axis=1)).astype(np.float32)[:, None]
+
+
+def tight_clusters(n: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items and queries in 10 tight clusters (spread 0.05): on small graphs, the L2 graph's case."""
+    rng = np.random.default_rng(seed)
+    centers = gaussian(10, seed + 10)
+    items = centers[rng.integers(0, 10, n)] + 0.05 * gaussian(n, seed + 20)
+    queries = centers[rng.integers(0, 10, n_queries)] + 0.05 * gaussian(n_queries, seed + 30)
+    return items.astype(np.float32), queries.astype(np.float32)
+
+
+@pytest.mark.parametrize("case", ["pareto", "clusters"])
+def test_the_graph_with_the_better_probe_recall_is_kept(case: str) -> None:
+    """Small graphs (M 8, ef 16) on data where one graph clearly wins: the index keeps it, and it also
+    wins on held-out queries."""
+    if case == "pareto":
+        items, queries, winner = pareto_items(3000, seed=1), gaussian(400, seed=2), "ip"
+    else:
+        (items, queries), winner = tight_clusters(3000, 400, seed=2), "l2"
+    small = {"exact_below": 100, "hnsw_m": 8, "ef_search": 16, "ef_construction": 32}
+    index = VectorIndex(DIM, **small)  # type: ignore[arg-type]
+    index.set_probe(queries[:200])
+    index.add(np.arange(len(items)), items)
+    loser = "l2" if winner == "ip" else "ip"
+    assert index.graph == winner and set(index.probe_recall) == {"ip", "l2"}
+    assert index.probe_recall[winner] > index.probe_recall[loser] + 0.1
+    other = VectorIndex(DIM, graph=loser, **small)  # type: ignore[arg-type]
+    other.add(np.arange(len(items)), items)
+    held_out = queries[200:]
+    truth, _ = brute(dict(enumerate(items)), held_out, 20)
+    assert faiss_recall(index, held_out, truth) > faiss_recall(other, held_out, truth) + 0.05
+
+
+def faiss_recall(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -> float:
+    """Recall@20 of the graph alone (one faiss search at the index's ef_search, no refetching)."""
+    _, ids = index._search_graph(queries, 20)
+    return recall(ids, truth)
+
+
+def test_without_a_probe_the_items_choose_and_rebuild_chooses_again() -> None:
+    items = pareto_items(3000, seed=1)
+    index = VectorIndex(DIM, exact_below=100, hnsw_m=8, ef_search=16, ef_construction=32)
+    index.add(np.arange(len(items)), items)  # no probe: a seeded sample of the items' own vectors
+    assert index.graph == "ip" and index.probe_recall["ip"] > index.probe_recall["l2"]
+    first = dict(index.probe_recall)
+    index.rebuild()
+    assert index.probe_recall == first  # the same seeded sample
+    cluster_items, cluster_queries = tight_clusters(3000, 400, seed=2)
+    index.set_probe(cluster_queries[:200])
+    index.add(np.arange(len(cluster_items)), cluster_items)  # upserts all: tombstones force a rebuild
+    assert index.tombstones == 0 and index.graph == "l2"
+    index.set_probe(None)
+    empty = VectorIndex(DIM, exact_below=0, hnsw_m=8, ef_search=16, ef_construction=32)
+    empty.set_probe(cluster_queries[:200])
+    assert empty.kind == "hnsw" and empty.probe_recall == {}
+    empty.add(np.arange(len(cluster_items)), cluster_items)  # the first items choose the graph
+    assert empty.graph == "l2" and set(empty.probe_recall) == {"ip", "l2"}
+    with pytest.raises(ValueError, match="probe"):
+        index.set_probe(np.zeros((3, DIM + 1)))
+    with pytest.raises(ValueError, match="finite"):
+        index.set_probe(np.full((1, DIM), np.inf))
+
+
+def test_a_later_item_above_the_l2_graphs_max_norm_is_scored_exactly(hnsw_items: np.ndarray) -> None:
+    """It cannot be lifted onto the L2 graph's sphere: every query scores it exactly, until such items
+    pass 1% of the catalogue and an add rebuilds with the new max norm."""
+    index = VectorIndex(DIM, exact_below=500, graph="l2")
+    index.add(np.arange(3000), hnsw_items)
+    max_norm = float(np.linalg.norm(hnsw_items, axis=1).max())
+    queries = gaussian(20, seed=21)
+    big = 3 * max_norm * queries[:1] / np.linalg.norm(queries[0])
+    index.add([7000], big)
+    assert index.overflow == 1 and index.graph == "l2"
+    store = {**dict(enumerate(hnsw_items)), 7000: big[0]}
+    found, scores = index.search(queries, 20)
+    truth, _ = brute(store, queries, 20)
+    assert found[0, 0] == 7000 and scores[0, 0] == pytest.approx(float(queries[0] @ big[0]), rel=1e-5)
+    assert recall(found, truth) >= 0.98 and np.isin(7000, truth) == np.isin(7000, found)
+    assert found[0, 0] not in index.search(queries[:1], 20, exclude=[[7000]])[0]
+    index.remove([7000])
+    assert index.overflow == 0 and 7000 not in index.search(queries, 20)[0]
+    index.add([7000], big / 10)  # back under the max norm: on the graph
+    assert index.overflow == 0
+    many = 3 * max_norm * gaussian(40, seed=22) / np.linalg.norm(gaussian(40, seed=22), axis=1)[:, None]
+    index.add(np.arange(8000, 8040), many)  # 40 > 1% of the items: rebuilt around the new max norm
+    assert index.overflow == 0 and index.tombstones == 0 and index.graph == "l2"
+    store.update({7000: big[0] / 10, **dict(zip(range(8000, 8040), many, strict=True))})
+    found, scores = index.search(queries, 20)
+    assert np.isin(np.arange(8000, 8040), found).any()
+    # a 3x larger max norm flattens the lifted sphere: the L2 graph's recall drops, as it does on
+    # heavy-tailed norms (an "auto" index would weigh it against the inner-product graph here)
+    assert recall(found, brute(store, queries, 20)[0]) >= 0.9
 
 
 def test_hnsw_removes_deleted_ids_and_rebuilds_on_the_next_add(hnsw_items: np.ndarray) -> None:
@@ -282,6 +411,7 @@ operation = st.one_of(
 @given(
     operations=st.lists(operation, min_size=1, max_size=5),
     exact_below=st.sampled_from([1_000, 8]),
+    graph=st.sampled_from(["auto", "ip", "l2"]),
     k=st.integers(1, 12),
     n_excluded=st.integers(0, 10),
     filtered=st.sampled_from(["none", "mask", "set"]),
@@ -290,6 +420,7 @@ operation = st.one_of(
 def test_property_k_valid_results_whenever_k_are_eligible(
     operations: list[tuple[str, list[int], int]],
     exact_below: int,
+    graph: str,
     k: int,
     n_excluded: int,
     filtered: str,
@@ -297,7 +428,7 @@ def test_property_k_valid_results_whenever_k_are_eligible(
 ) -> None:
     """Small integer vectors make exact ties common: the exact path must equal brute force with ties
     to the lower id; HNSW must return min(k, eligible) distinct eligible ids with their true scores."""
-    index = VectorIndex(4, exact_below=exact_below, hnsw_m=4, ef_search=4, ef_construction=8)
+    index = VectorIndex(4, exact_below=exact_below, hnsw_m=4, ef_search=4, ef_construction=8, graph=graph)  # type: ignore[arg-type]
     store: dict[int, np.ndarray] = {}
     for op, ids, vec_seed in operations:
         if op == "add":

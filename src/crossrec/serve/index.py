@@ -2,9 +2,19 @@
 
 Scores are the model's own dot products (vectors are never normalised), so a served ranking is the
 offline ranking. Small catalogues are searched exactly (faiss `IndexFlatIP` in `IndexIDMap2`); from
-`exact_below` items on, HNSW (`IndexHNSWFlat`, inner product). HNSW cannot remove, so a removed or
-replaced item leaves a tombstone that queries skip; `rebuild()` compacts them, and an `add` calls it
-once tombstones pass `REBUILD_SHARE` of the stored rows.
+`exact_below` items on, HNSW (`IndexHNSWFlat`). HNSW cannot remove, so a removed or replaced item
+leaves a tombstone that queries skip; `rebuild()` compacts them, and an `add` calls it once tombstones
+pass `REBUILD_SHARE` of the stored rows.
+
+Which graph suits a catalogue depends on its vectors: inner-product HNSW does well on heavy-tailed
+norms and poorly on some trained embeddings, where the MIPS -> L2 reduction (each item x stored as
+[x, sqrt(M^2 - |x|^2)] with M the largest norm, each query as [q, 0], searched by L2: the same order)
+does well and the other fails. So each HNSW build makes both graphs and keeps the one with the higher
+Recall@20 against exact search on a probe of queries (`set_probe`, e.g. a sample of user vectors;
+without one, a seeded sample of the items' own vectors). Scores are always the real inner products.
+An item added later with a norm above M cannot be lifted: it is stored with a last coordinate of 0,
+skipped in graph results and scored exactly by every query instead, until such items pass
+`OVERFLOW_SHARE` of the items and an `add` rebuilds (with the new M, choosing the graph again).
 
 Filters and exclusions never cost results: a query oversamples, doubles while fewer than k eligible
 items came back, and ends exactly (over the eligible vectors) rather than return short, so -1
@@ -23,8 +33,13 @@ import numpy as np
 
 REBUILD_SHARE = 0.2
 EXACT_FILTER_SHARE = 0.05
+OVERFLOW_SHARE = 0.01
+PROBE_K = 20
+PROBE_ITEMS = 256  # items sampled as the probe when none was given
+SCORE_CHUNK = 1 << 22  # candidate coordinates whose inner products are computed at once (L2 graph)
 
 Allowed = np.ndarray | Set[int] | None
+Graph = Literal["ip", "l2"]
 
 
 def _grown(array: np.ndarray, size: int, fill: int | bool) -> np.ndarray:
@@ -68,14 +83,25 @@ class VectorIndex:
         hnsw_m: int = 32,
         ef_search: int = 128,
         ef_construction: int = 200,
+        graph: Literal["auto", "ip", "l2"] = "auto",
     ) -> None:
+        """`graph` forces the HNSW graph ("ip": inner product, "l2": after the MIPS -> L2 reduction);
+        "auto" builds both and keeps the better on the probe."""
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
+        if graph not in ("auto", "ip", "l2"):
+            raise ValueError(f"graph must be 'auto', 'ip' or 'l2', got {graph!r}")
         self.dim = dim
         self.exact_below = exact_below
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
         self.ef_construction = ef_construction
+        self.graph_choice = graph
+        self.probe_recall: dict[str, float] = {}  # Recall@20 of each graph on the probe, last build
+        self._probe: np.ndarray | None = None
+        self._graph: Graph | None = None
+        self._max_norm = 0.0  # M of the L2 graph
+        self._over = np.zeros(0, dtype=bool)  # L2 graph: id -> norm above M, scored exactly
         self._live = np.zeros(0, dtype=bool)  # id -> stored and not removed
         self._row = np.zeros(0, dtype=np.int64)  # HNSW: id -> its row in the graph, -1 when none
         self._label = np.zeros(0, dtype=np.int64)  # HNSW: row -> id, -1 for a tombstone
@@ -90,6 +116,30 @@ class VectorIndex:
         return self._kind
 
     @property
+    def graph(self) -> Graph | None:
+        """The HNSW graph in use: "ip" (inner product) or "l2" (MIPS -> L2); None for exact search."""
+        return self._graph
+
+    @property
+    def overflow(self) -> int:
+        """Items above the L2 graph's max norm, scored exactly by every query (0 otherwise)."""
+        return int(self._over.sum())
+
+    def set_probe(self, queries: np.ndarray | None) -> None:
+        """Queries that choose the graph at the next HNSW build (crossing `exact_below`, `rebuild()`);
+        None or no rows: a seeded sample of the items' own vectors. Set it before the `add` that
+        crosses the threshold; it does not rebuild by itself."""
+        if queries is None:
+            self._probe = None
+            return
+        queries = np.array(queries, dtype=np.float32, copy=True)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"probe queries must have shape (n, {self.dim}), got {queries.shape}")
+        if not np.isfinite(queries).all():
+            raise ValueError("probe queries must be finite")
+        self._probe = queries if len(queries) else None
+
+    @property
     def tombstones(self) -> int:
         """Removed or replaced HNSW rows still in the graph (always 0 for exact search)."""
         return self._index.ntotal - self._count
@@ -98,7 +148,7 @@ class VectorIndex:
     def nbytes(self) -> int:
         """Bytes the index holds: faiss's serialised index plus the id maps (allocator overhead and
         IndexIDMap2's reverse hash map not counted)."""
-        maps = self._live.nbytes + self._row.nbytes + self._label.nbytes
+        maps = self._live.nbytes + self._row.nbytes + self._label.nbytes + self._over.nbytes
         return len(faiss.serialize_index(self._index)) + maps
 
     def __len__(self) -> int:
@@ -131,8 +181,10 @@ class VectorIndex:
         keep = np.sort(len(ids) - 1 - last)
         ids, vectors = ids[keep], vectors[keep]
         self._live = _grown(self._live, int(ids.max()) + 1, False)
+        self._over = _grown(self._over, len(self._live), False)
         replaced = ids[self._live[ids]]
-        if self._kind == "exact" and self._count + len(ids) - len(replaced) >= self.exact_below:
+        crossing = self._kind == "exact" and self._count + len(ids) - len(replaced) >= self.exact_below
+        if crossing or (self._kind == "hnsw" and self._index.ntotal == 0):  # (an empty graph chose nothing)
             kept = np.setdiff1d(np.flatnonzero(self._live), ids)
             self._build(np.concatenate([kept, ids]), np.concatenate([self._vectors(kept), vectors]))
             return
@@ -144,13 +196,18 @@ class VectorIndex:
             self._row = _grown(self._row, len(self._live), -1)
             self._label[self._row[replaced]] = -1
             start = self._index.ntotal
-            self._index.add(vectors)
+            self._index.add(self._stored(vectors))
+            if self._graph == "l2":
+                self._over[ids] = np.linalg.norm(vectors.astype(np.float64), axis=1) > self._max_norm
             self._label = _grown(self._label, start + len(ids), -1)
             self._label[start : start + len(ids)] = ids
             self._row[ids] = np.arange(start, start + len(ids))
         self._live[ids] = True
         self._count += len(ids) - len(replaced)
-        if self.tombstones > REBUILD_SHARE * self._index.ntotal:
+        if (
+            self.tombstones > REBUILD_SHARE * self._index.ntotal
+            or self.overflow > OVERFLOW_SHARE * self._count
+        ):
             self.rebuild()
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> None:
@@ -165,11 +222,13 @@ class VectorIndex:
         else:
             self._label[self._row[ids]] = -1
             self._row[ids] = -1
+            self._over[ids] = False
         self._live[ids] = False
         self._count -= len(ids)
 
     def rebuild(self) -> None:
-        """Rebuild from the live items: drops tombstones, and picks exact or HNSW for the current size."""
+        """Rebuild from the live items: drops tombstones, picks exact or HNSW for the current size, and
+        chooses the graph again."""
         ids = np.flatnonzero(self._live)
         self._build(ids, self._vectors(ids))
 
@@ -240,6 +299,8 @@ class VectorIndex:
             keys = np.unique(
                 np.concatenate([i * span + e[(e >= 0) & (e < span - 1)] for i, e in enumerate(excluded)])
             )
+        over = np.flatnonzero(self._over & (self._live if mask is None else mask))
+        over_vectors = self._vectors(over)
         pending, left = np.arange(len(queries)), []
         while len(pending):
             unfinished = []
@@ -251,25 +312,54 @@ class VectorIndex:
                 if self._kind == "exact":
                     scores, found = self._index.search(queries[rows], int(f))
                 else:
-                    params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, int(f)))
-                    scores, found = self._index.search(queries[rows], int(f), params=params)
-                    found = np.where(found >= 0, self._label[np.maximum(found, 0)], -1)
+                    scores, found = self._search_graph(queries[rows], int(f))
                 ok = found >= 0
                 if mask is not None:
                     ok &= mask[found]
+                if len(over):  # items above the L2 graph's max norm: scored exactly, not from the graph
+                    ok &= ~self._over[found]
+                last = scores[:, -1]
+                if len(over):
+                    found = np.hstack([found, np.broadcast_to(over, (len(rows), len(over)))])
+                    scores = np.hstack([scores, queries[rows] @ over_vectors.T])
+                    ok = np.hstack([ok, np.ones((len(rows), len(over)), dtype=bool)])
+                    order = np.argsort(-scores, axis=1, kind="stable")
+                    found, scores, ok = (np.take_along_axis(a, order, 1) for a in (found, scores, ok))
                 if keys is not None:
                     ok &= ~np.isin(rows[:, None] * span + found, keys)
-                # Done once k eligible came back and nothing fetched ties the k-th (a tie at the
-                # boundary could hide a lower id further on), or when the scan covered every item.
+                # Done once k eligible came back and nothing fetched from the graph ties the k-th (a
+                # tie at the boundary could hide a lower id further on), or when the scan covered
+                # every item.
                 counts = ok.sum(1)
                 kth = scores[np.arange(len(rows)), np.argmax(np.cumsum(ok, 1) >= k, axis=1)]
-                done = ((counts >= k) & (scores[:, -1] < kth)) | (self._kind == "exact" and f >= ntotal)
+                done = ((counts >= k) & (last < kth)) | (self._kind == "exact" and f >= ntotal)
                 ids, best = _best(np.where(ok, found, -1)[done], np.where(ok, scores, -np.inf)[done], k)
                 out_ids[rows[done]], out_scores[rows[done]] = ids, best
                 unfinished.append(rows[~done])
             pending = np.concatenate(unfinished) if unfinished else pending[:0]
             fetch[pending] = np.minimum(2 * fetch[pending], ntotal)
         return np.concatenate(left) if left else pending
+
+    def _search_graph(self, queries: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's f nearest rows per query as (inner products, ids), best first; a tombstone or a
+        missing result has id -1 (a missing one also score -inf)."""
+        params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, f))
+        if self._graph == "ip":
+            scores, rows = self._index.search(queries, f, params=params)
+        else:
+            lifted = np.hstack([queries, np.zeros((len(queries), 1), dtype=np.float32)])
+            _, rows = self._index.search(lifted, f, params=params)
+            scores = np.empty(rows.shape, dtype=np.float32)
+            step = max(1, SCORE_CHUNK // (f * (self.dim + 1)))
+            for start in range(0, len(rows), step):  # the real inner products, never L2 distances
+                chunk = rows[start : start + step]
+                stored = self._index.reconstruct_batch(np.ascontiguousarray(np.maximum(chunk, 0).ravel()))
+                stored = stored[:, : self.dim].reshape(*chunk.shape, self.dim)
+                scores[start : start + step] = np.einsum("nd,nfd->nf", queries[start : start + step], stored)
+            scores[rows < 0] = -np.inf
+            order = np.argsort(-scores, axis=1, kind="stable")
+            scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+        return scores, np.where(rows >= 0, self._label[np.maximum(rows, 0)], -1)
 
     def _search_exact(
         self,
@@ -310,7 +400,61 @@ class VectorIndex:
         if len(ids) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         keys = ids if self._kind == "exact" else self._row[ids]
-        return self._index.reconstruct_batch(np.ascontiguousarray(keys, dtype=np.int64))
+        stored = self._index.reconstruct_batch(np.ascontiguousarray(keys, dtype=np.int64))
+        return np.ascontiguousarray(stored[:, : self.dim]) if self._graph == "l2" else stored
+
+    def _stored(
+        self, vectors: np.ndarray, graph: Graph | None = None, max_norm: float | None = None
+    ) -> np.ndarray:
+        """The rows the graph stores for these vectors: as given, or lifted for the L2 graph
+        ([x, sqrt(M^2 - |x|^2)], 0 for a norm above M)."""
+        graph = self._graph if graph is None else graph
+        if graph != "l2":
+            return vectors
+        m = self._max_norm if max_norm is None else max_norm
+        extra = np.sqrt(np.maximum(m**2 - np.sum(vectors.astype(np.float64) ** 2, axis=1), 0.0))
+        return np.hstack([vectors, extra.astype(np.float32)[:, None]])
+
+    def _new_graph(self, graph: Graph, vectors: np.ndarray, max_norm: float) -> faiss.Index:
+        if graph == "ip":
+            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWFlat(self.dim + 1, self.hnsw_m, faiss.METRIC_L2)
+        index.hnsw.efConstruction = self.ef_construction
+        index.hnsw.efSearch = self.ef_search
+        index.add(self._stored(vectors, graph, max_norm))
+        return index
+
+    def _choose_graph(self, vectors: np.ndarray) -> tuple[Graph, faiss.Index, float]:
+        """Both graphs over these vectors (or the forced one); keeps the one with the higher Recall@20
+        against exact search on the probe (inner product on a tie), recording both in `probe_recall`."""
+        max_norm = float(np.linalg.norm(vectors.astype(np.float64), axis=1).max()) if len(vectors) else 0.0
+        self.probe_recall = {}
+        if self.graph_choice != "auto" or len(vectors) == 0:
+            graph: Graph = "ip" if self.graph_choice == "auto" else self.graph_choice
+            return graph, self._new_graph(graph, vectors, max_norm), max_norm
+        probe = self._probe
+        if probe is None:
+            rng = np.random.default_rng(0)
+            probe = vectors[rng.choice(len(vectors), min(PROBE_ITEMS, len(vectors)), replace=False)]
+        k = min(PROBE_K, len(vectors))
+        truth = np.concatenate(
+            [
+                np.argpartition(-(probe[s : s + 64] @ vectors.T), k - 1, axis=1)[:, :k]
+                for s in range(0, len(probe), 64)
+            ]
+        )
+        best: tuple[Graph, faiss.Index] | None = None
+        for graph in ("ip", "l2"):
+            index = self._new_graph(graph, vectors, max_norm)
+            queries = probe if graph == "ip" else np.hstack([probe, np.zeros((len(probe), 1), np.float32)])
+            _, found = index.search(queries, k)
+            hits = (found[:, :, None] == truth[:, None, :]).any(2).sum()
+            self.probe_recall[graph] = float(hits / truth.size)
+            if best is None or self.probe_recall[graph] > self.probe_recall[best[0]]:
+                best = (graph, index)
+        assert best is not None
+        return best[0], best[1], max_norm
 
     def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """A fresh faiss index over exactly these items (ids unique), of the kind their number calls for."""
@@ -319,16 +463,15 @@ class VectorIndex:
         self._live[:] = False
         self._live[ids] = True
         self._count = len(ids)
+        self._over = np.zeros(len(self._live), dtype=bool)
         if self._kind == "exact":
+            self._graph = None
             self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
             self._index.add_with_ids(vectors, ids)
             self._row = np.zeros(0, dtype=np.int64)
             self._label = np.zeros(0, dtype=np.int64)
         else:
-            self._index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            self._index.hnsw.efConstruction = self.ef_construction
-            self._index.hnsw.efSearch = self.ef_search
-            self._index.add(vectors)
+            self._graph, self._index, self._max_norm = self._choose_graph(vectors)
             self._label = ids.astype(np.int64, copy=True)
             self._row = np.full(len(self._live), -1, dtype=np.int64)
             self._row[ids] = np.arange(len(ids))

@@ -75,6 +75,7 @@ class ServingState:
         self.popularity = np.bincount(split.train.item, minlength=len(self.item_ids)).astype(np.int64)
         self.removed = np.zeros(len(self.item_ids), dtype=bool)  # deleted while serving
         self.index = VectorIndex(self.item_vectors.shape[1], exact_below=exact_below)
+        self.index.set_probe(np.random.default_rng(0).permutation(self.user_vectors)[:512])  # picks the graph
         self.index.add(np.arange(len(self.item_ids)), self.item_vectors)
         self.last_feedback_at: float | None = None
 
