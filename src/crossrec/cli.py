@@ -121,7 +121,8 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     model: Annotated[
-        str | None, typer.Option(help="model label in the bundle (default: best by validation)")
+        str | None,
+        typer.Option(help="model label in the bundle (default: the best servable one by validation)"),
     ] = None,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="serve write endpoints without an API key (local use only)")
@@ -134,9 +135,8 @@ def serve(
     Write endpoints need the key in $CROSSREC_API_KEY unless --no-auth."""
     import uvicorn
 
-    from crossrec.experiment import load_bundle
     from crossrec.serve.app import create_app
-    from crossrec.serve.state import ServingState, replay_store
+    from crossrec.serve.state import ServingState, load_servable, replay_store
     from crossrec.serve.store import EventStore
 
     key = os.environ.get("CROSSREC_API_KEY")
@@ -146,7 +146,7 @@ def serve(
                 "set CROSSREC_API_KEY for the write endpoints, or pass --no-auth for local use"
             )
         bundle_dir = run_dir / "bundle" if (run_dir / "bundle").is_dir() else run_dir
-        state = ServingState(load_bundle(bundle_dir, model))
+        state = ServingState(load_servable(bundle_dir, model))
         log = EventStore(store or bundle_dir.parent / "serve.sqlite")
         replayed = replay_store(state, log)
     except CrossrecError as exc:

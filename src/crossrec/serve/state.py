@@ -10,17 +10,21 @@ recommended and searched at once.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from crossrec.config import load_config
 from crossrec.data.features import ItemFeatures
 from crossrec.errors import ConfigError, CrossrecError
-from crossrec.experiment.bundle import Bundle
+from crossrec.experiment.bundle import Bundle, load_bundle
+from crossrec.models import MODELS
 from crossrec.models.base import EmbeddingRecommender
 from crossrec.serve.index import VectorIndex
 from crossrec.serve.store import EventStore, FeedbackEvent, ItemDeleted, ItemRecord
@@ -270,6 +274,34 @@ def _rows(matrix: sp.csr_matrix) -> list[dict[int, float]]:
         dict(zip(matrix.indices[lo:hi].tolist(), matrix.data[lo:hi].tolist(), strict=True))
         for lo, hi in zip(matrix.indptr[:-1], matrix.indptr[1:], strict=True)
     ]
+
+
+def load_servable(bundle_dir: str | Path, model: str | None = None) -> Bundle:
+    """The bundle with `model`, or without one the best model by validation that can be served (a
+    dot-product model: the best overall may be, say, ItemKNN, which scores without vectors)."""
+    if model is not None:
+        return load_bundle(bundle_dir, model)
+    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text(encoding="utf-8"))
+    default = manifest.get("default_model")
+    entries = manifest.get("models", {})
+    servable = [
+        label
+        for label, entry in entries.items()
+        if entry.get("model") in MODELS and issubclass(MODELS[entry["model"]], EmbeddingRecommender)
+    ]
+    if not servable:
+        raise ConfigError(f"no model in {bundle_dir} scores by dot products: none can be served")
+    if default in servable:
+        return load_bundle(bundle_dir, default)
+    metric = _selection_metric(bundle_dir)
+    best = max(servable, key=lambda label: entries[label].get("valid", {}).get(metric, float("-inf")))
+    return load_bundle(bundle_dir, best)
+
+
+def _selection_metric(bundle_dir: str | Path) -> str:
+    config = load_config(Path(bundle_dir) / "config.yaml")
+    prefix = "" if config.eval.valid_on == "all" else f"{config.eval.valid_on}_"
+    return prefix + config.eval.monitor
 
 
 def _terms(value: Any) -> set[str]:
