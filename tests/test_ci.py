@@ -10,7 +10,7 @@ from typing import NoReturn
 import pytest
 
 TESTS = Path(__file__).parent
-OPTIONAL = {"librosa"}  # only a cross-check of the mel filters; not a dependency of crossrec
+OPTIONAL = {"librosa", "llama_cpp"}  # a mel-filter cross-check; the optional LLM extra (docs/llm.md)
 
 
 def test_missing_input_skips_locally_and_fails_under_ci(

@@ -24,7 +24,7 @@ def test_installed_packages_resolve_and_verify(name: str) -> None:
 
 def test_aliases_and_unknown_names() -> None:
     assert get_spec("MiniLM") is get_spec("all-MiniLM-L6-v2")
-    with pytest.raises(ModelFileError, match=r"unknown model 'clip'.*known models: aisfx"):
+    with pytest.raises(ModelFileError, match=r"unknown model 'clip'; known models: .*aisfx"):
         get_spec("clip")
 
 
