@@ -65,7 +65,8 @@ def test_the_http_backend_against_llama_cpp_server(tmp_path):
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "smollm2", api_key_env=None)
+        url = f"http://127.0.0.1:{port}/v1"
+        backend = OpenAIBackend(url, "smollm2", api_key_env=None, schema_format="json_object")
         out = Guarded(backend, lambda r: "{}").generate(
             Request(
                 "Which genre is 'Airplane! (1980)': Horror, Comedy or Drama?", max_tokens=24, schema=SCHEMA

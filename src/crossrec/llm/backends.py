@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from crossrec.encoders.registry import ModelFile, ModelSpec, register, resolve
 from crossrec.errors import ConfigError
@@ -60,39 +60,43 @@ class LlamaCppBackend(LLM):
         self._lock = threading.Lock()
 
     def complete(self, request: Request) -> str:
-        from llama_cpp import StoppingCriteriaList
-
         deadline = time.monotonic() + request.timeout_s
-        timed_out = False
-
-        def past_deadline(tokens: Any, logits: Any) -> bool:
-            nonlocal timed_out
-            timed_out = time.monotonic() > deadline
-            return timed_out
-
         kwargs: dict[str, Any] = {}
         if request.schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
+        parts: list[str] = []
         with self._lock:
-            out = self._llama.create_chat_completion(
+            # Streamed, so the deadline is checked between tokens (and generation stops there).
+            for chunk in self._llama.create_chat_completion(
                 messages=_messages(request),
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
-                stopping_criteria=StoppingCriteriaList([past_deadline]),
+                stream=True,
                 **kwargs,
-            )
-        if timed_out:
-            raise LLMTimeout(f"{self.name} passed its {request.timeout_s:g} s deadline")
-        return str(out["choices"][0]["message"]["content"] or "")
+            ):
+                parts.append(chunk["choices"][0]["delta"].get("content") or "")
+                if time.monotonic() > deadline:
+                    raise LLMTimeout(f"{self.name} passed its {request.timeout_s:g} s deadline")
+        return "".join(parts)
 
 
 class OpenAIBackend(LLM):
     """Any OpenAI-compatible chat-completions endpoint (llama.cpp's server, vLLM, a hosted API)."""
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = "OPENAI_API_KEY") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        schema_format: Literal["json_schema", "json_object"] = "json_schema",
+    ) -> None:
+        """`schema_format`: how the endpoint takes a JSON schema: OpenAI's `json_schema` response
+        format, or `json_object` with a `schema` (llama-cpp-python's server, Anyscale)."""
         import httpx
 
         self.name = f"openai:{base_url}:{model}"
+        self.schema_format = schema_format
         self.base_url, self.model = base_url.rstrip("/"), model
         key = os.environ.get(api_key_env) if api_key_env else None
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -107,7 +111,9 @@ class OpenAIBackend(LLM):
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
         }
-        if request.schema is not None:
+        if request.schema is not None and self.schema_format == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": request.schema}
+        elif request.schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": request.schema, "strict": True},
