@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -22,11 +22,35 @@ from crossrec.models.base import Validator
 from crossrec.models.sampling import NegativeSampler
 from crossrec.training import EarlyStopping
 
-if TYPE_CHECKING:
-    from crossrec.models.neural import NeuralRecommender
+
+class Trainable(Protocol):
+    """What the loop needs of a model (`NeuralRecommender` is one): its trainer parameters, its
+    parameters, a batch loss and a per-epoch hook; the loop writes `history` and `best_epoch`."""
+
+    seed: int
+    loss: str
+    samples_negatives: bool
+    shared_negatives: bool
+    n_negatives: int
+    lr: float
+    batch_size: int
+    epochs: int
+    patience: int
+    eval_every: int
+    quiet: bool
+    history: list[dict[str, float]]
+    best_epoch: int | None
+
+    def parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def batch_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, values: torch.Tensor | None
+    ) -> torch.Tensor: ...
+
+    def _on_epoch_start(self, rng: np.random.Generator) -> None: ...
 
 
-def train_model(model: NeuralRecommender, train: Interactions, valid: Validator | None = None) -> None:
+def train_model(model: Trainable, train: Interactions, valid: Validator | None = None) -> None:
     """Adam on shuffled mini-batches of (user, positive, sampled negatives) or (user, item, rating).
 
     With a validator, it evaluates every `eval_every` epochs, stops after `patience` evaluations
@@ -79,7 +103,7 @@ def train_model(model: NeuralRecommender, train: Interactions, valid: Validator 
 
 
 def _train_epoch(
-    model: NeuralRecommender,
+    model: Trainable,
     optimizer: torch.optim.Optimizer,
     users: np.ndarray,
     items: np.ndarray,
@@ -115,9 +139,7 @@ def _train_epoch(
 
 
 @contextmanager
-def _progress(
-    model: NeuralRecommender, monitor: str | None
-) -> Iterator[Callable[[dict[str, Any], float], None]]:
+def _progress(model: Trainable, monitor: str | None) -> Iterator[Callable[[dict[str, Any], float], None]]:
     """A rich progress bar over epochs, or a no-op when the model is quiet."""
     if model.quiet:
         yield lambda record, best: None
