@@ -7,8 +7,9 @@ import pytest
 
 from crossrec.data.schema import Split
 from crossrec.experiment import load_bundle, resume_experiment
+from crossrec.serve.events import FeedbackEvent, ItemRecord
 from crossrec.serve.retrain import retrain
-from crossrec.serve.store import EventStore, FeedbackEvent, ItemRecord
+from crossrec.serve.store import EventStore
 
 pytestmark = pytest.mark.slow
 

@@ -19,14 +19,9 @@ import pytest
 
 import crossrec
 from crossrec.errors import ConfigError, DataError
-from crossrec.serve.store import (
-    EventStore,
-    FeedbackEvent,
-    ItemDeleted,
-    ItemRecord,
-    Logged,
-    export_interactions,
-)
+from crossrec.serve.events import FeedbackEvent, ItemDeleted, ItemRecord, Logged
+from crossrec.serve.retrain import export_interactions
+from crossrec.serve.store import EventStore
 
 
 @pytest.fixture
@@ -295,7 +290,8 @@ def test_concurrent_processes_and_threads_lose_nothing_and_share_one_sequence(st
 _KILLED_WRITER = """
     import sys
     import numpy as np
-    from crossrec.serve.store import EventStore, FeedbackEvent, ItemRecord
+    from crossrec.serve.events import FeedbackEvent, ItemRecord
+    from crossrec.serve.store import EventStore
 
     store = EventStore(sys.argv[1])
     batch = 0

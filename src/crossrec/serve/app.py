@@ -33,10 +33,11 @@ from starlette.routing import Match
 from crossrec.encoders.base import BadInput
 from crossrec.errors import CrossrecError
 from crossrec.serve.content import ContentEncoders
+from crossrec.serve.events import FeedbackEvent as LoggedFeedback
+from crossrec.serve.events import ItemRecord
 from crossrec.serve.page import add_page
 from crossrec.serve.state import Feedback, NewItem, ServingState, UnknownId, recommendation_facts
-from crossrec.serve.store import EventStore, ItemRecord
-from crossrec.serve.store import FeedbackEvent as LoggedFeedback
+from crossrec.serve.store import EventStore
 
 MEDIA_TYPES = {
     "image": {

@@ -26,8 +26,9 @@ from crossrec.errors import ConfigError, CrossrecError
 from crossrec.experiment.bundle import Bundle, load_bundle
 from crossrec.models import MODELS
 from crossrec.models.base import EmbeddingRecommender
+from crossrec.serve.events import FeedbackEvent, ItemDeleted, ItemRecord
 from crossrec.serve.index import VectorIndex
-from crossrec.serve.store import EventStore, FeedbackEvent, ItemDeleted, ItemRecord
+from crossrec.serve.store import EventStore
 
 
 class UnknownId(CrossrecError, KeyError):

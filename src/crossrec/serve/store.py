@@ -9,27 +9,22 @@ retrain can say exactly how far it has read (`replay(after_seq)`, `export_intera
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import os
 import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar, get_args
+from typing import TypeVar
 
 import numpy as np
 
-from crossrec.data.schema import Interactions
-from crossrec.errors import ConfigError, DataError
+from crossrec.errors import DataError
+from crossrec.serve.events import FEEDBACK_KINDS, FeedbackEvent, ItemDeleted, ItemRecord, Logged
 
 SCHEMA_VERSION = 1
-FeedbackKind = Literal["click", "rating", "play"]
-FEEDBACK_KINDS: tuple[str, ...] = get_args(FeedbackKind)
 T = TypeVar("T")
 
 _SCHEMA = (
@@ -60,119 +55,6 @@ _SCHEMA = (
         data BLOB NOT NULL CHECK (length(data) = 4 * dim),
         PRIMARY KEY (seq, modality))""",
 )
-
-
-def _require_id(value: object, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"must be a non-empty string, got {value!r}", field=name)
-    return value
-
-
-def _require_finite(value: object, name: str) -> float:
-    if not isinstance(value, numbers.Real):
-        raise DataError(f"must be a number, got {value!r}", field=name)
-    if not math.isfinite(value):
-        raise DataError(f"must be finite, got {value}", field=name)
-    return float(value)
-
-
-def _vector(name: object, value: object) -> np.ndarray:
-    """A read-only float32 copy of one modality's vector, so a logged record cannot change afterwards."""
-    if not isinstance(name, str) or not name.strip():
-        raise DataError(f"a modality name must be a non-empty string, got {name!r}", field="vectors")
-    where = f"vectors.{name}"
-    array = np.asarray(value)
-    if array.dtype.kind not in "iuf":
-        raise DataError(f"must hold numbers, got dtype {array.dtype}", field=where)
-    if array.ndim != 1 or array.size == 0:
-        raise DataError(f"must be a non-empty 1-D vector, got shape {array.shape}", field=where)
-    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
-        array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise DataError("holds NaN or infinite values (or values beyond float32)", field=where)
-    array.setflags(write=False)
-    return array
-
-
-@dataclass(frozen=True)
-class FeedbackEvent:
-    """One user's feedback on one item. `value` is the rating for "rating", else a weight (1 for a click,
-    e.g. seconds for "play"); `ts` is Unix seconds, stamped on arrival unless the client knows better."""
-
-    user_id: str
-    item_id: str
-    kind: FeedbackKind
-    value: float = 1.0
-    ts: float = field(default_factory=time.time)
-
-    def __post_init__(self) -> None:
-        _require_id(self.user_id, "user_id")
-        _require_id(self.item_id, "item_id")
-        if self.kind not in FEEDBACK_KINDS:
-            raise DataError(f"must be one of {', '.join(FEEDBACK_KINDS)}, got {self.kind!r}", field="kind")
-        object.__setattr__(self, "value", _require_finite(self.value, "value"))
-        object.__setattr__(self, "ts", _require_finite(self.ts, "ts"))
-
-
-@dataclass(frozen=True, eq=False)
-class ItemRecord:
-    """An item's whole state from now on: `payload` a JSON object (title, text fields, genres / tags, media
-    file names), `vectors` float32 content vectors by modality. An upsert replaces the previous state of
-    the item; it does not merge into it."""
-
-    item_id: str
-    payload: Mapping[str, Any] = field(default_factory=dict)
-    vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _require_id(self.item_id, "item_id")
-        if not isinstance(self.payload, Mapping):
-            raise DataError(f"must be a JSON object, got {type(self.payload).__name__}", field="payload")
-        try:
-            text = json.dumps(dict(self.payload), allow_nan=False, ensure_ascii=False)
-        except (TypeError, ValueError) as e:
-            raise DataError(
-                f"must be JSON (strings, finite numbers, lists, objects): {e}", field="payload"
-            ) from e
-        # A copy, and exactly what replay will give back (tuples become lists, keys strings).
-        object.__setattr__(self, "payload", json.loads(text))
-        if not isinstance(self.vectors, Mapping):
-            raise DataError(
-                f"must map modality -> vector, got {type(self.vectors).__name__}", field="vectors"
-            )
-        object.__setattr__(self, "vectors", {name: _vector(name, v) for name, v in self.vectors.items()})
-
-    def __eq__(self, other: object) -> bool:
-        """Same id, payload and modalities, with bit-identical vectors (dataclass equality cannot compare
-        arrays)."""
-        if not isinstance(other, ItemRecord):
-            return NotImplemented
-        return (
-            self.item_id == other.item_id
-            and self.payload == other.payload
-            and self.vectors.keys() == other.vectors.keys()
-            and all(v.tobytes() == other.vectors[name].tobytes() for name, v in self.vectors.items())
-        )
-
-
-@dataclass(frozen=True)
-class ItemDeleted:
-    """An item leaves the catalogue (a later upsert brings it back)."""
-
-    item_id: str
-
-    def __post_init__(self) -> None:
-        _require_id(self.item_id, "item_id")
-
-
-Event = FeedbackEvent | ItemRecord | ItemDeleted
-
-
-class Logged(NamedTuple):
-    """An event with its place in the log."""
-
-    seq: int
-    event: Event
 
 
 _PAGE = """
@@ -392,68 +274,3 @@ class EventStore:
                 else:
                     yield Logged(seq, ItemRecord(i_item, json.loads(payload), vectors.get(seq, {})))
             after_seq = rows[-1][0]
-
-
-@dataclass(frozen=True)
-class LoggedInteractions:
-    """The log's feedback on a bundle's id space extended by the ids the bundle never saw: user index
-    i < len(bundle users) is bundle user i, the next ones are `new_user_ids` in order of first appearance
-    in the log (items alike). What a retrain folds into the next training run."""
-
-    new_user_ids: np.ndarray
-    new_item_ids: np.ndarray  # upserted or given feedback, and not deleted since
-    deleted_item_ids: np.ndarray  # bundle items whose last logged event deletes them: retrain drops them
-    interactions: Interactions  # timestamps floored to whole seconds, as the loaders read them
-    through_seq: int  # the last seq read: the next export starts after it
-
-
-def export_interactions(
-    store: EventStore,
-    user_ids: Iterable[str],
-    item_ids: Iterable[str],
-    *,
-    kinds: Collection[str] = FEEDBACK_KINDS,
-    after_seq: int = 0,
-) -> LoggedInteractions:
-    """Feedback of the given `kinds` logged after `after_seq`, indexed against the bundle's `user_ids` /
-    `item_ids`. Feedback on an item deleted by the end of the log is left out, as the item is."""
-    unknown = sorted(set(kinds) - set(FEEDBACK_KINDS))
-    if unknown:
-        raise ConfigError(f"unknown feedback kinds {unknown}; the log holds {', '.join(FEEDBACK_KINDS)}")
-    bundle_items = [str(i) for i in item_ids]
-    users = {str(u): i for i, u in enumerate(user_ids)}
-    items = {item: i for i, item in enumerate(bundle_items)}
-    feedback: list[FeedbackEvent] = []
-    seen: dict[str, None] = {}  # items the bundle lacks, in order of first appearance
-    deleted: dict[str, bool] = {}  # item -> whether its last item event deletes it
-    through_seq = after_seq
-    for seq, event in store.replay(after_seq):
-        through_seq = seq
-        if isinstance(event, FeedbackEvent):
-            if event.kind in kinds:
-                feedback.append(event)
-        else:
-            deleted[event.item_id] = isinstance(event, ItemDeleted)
-        if event.item_id not in items:
-            seen.setdefault(event.item_id)
-    gone = {item for item, is_deleted in deleted.items() if is_deleted}
-    new_items = [item for item in seen if item not in gone]
-    items.update((item, k) for k, item in enumerate(new_items, start=len(items)))
-    feedback = [e for e in feedback if e.item_id not in gone]
-    new_users = list(dict.fromkeys(e.user_id for e in feedback if e.user_id not in users))
-    users.update((user, k) for k, user in enumerate(new_users, start=len(users)))
-    interactions = Interactions(
-        np.array([users[e.user_id] for e in feedback], dtype=np.int64),
-        np.array([items[e.item_id] for e in feedback], dtype=np.int64),
-        np.array([e.value for e in feedback], dtype=np.float32),
-        n_users=len(users),
-        n_items=len(items),
-        timestamp=np.floor(np.array([e.ts for e in feedback], dtype=np.float64)).astype(np.int64),
-    )
-    return LoggedInteractions(
-        np.array(new_users, dtype=str),
-        np.array(new_items, dtype=str),
-        np.array([item for item in bundle_items if item in gone], dtype=str),
-        interactions,
-        through_seq,
-    )
