@@ -40,8 +40,8 @@ from rich.table import Table
 from crossrec.data.loaders.movielens import load_movielens
 from crossrec.encoders.audio import AisfxEncoder
 from crossrec.encoders.base import MAIN_OUTPUT, Encoder, Loaded
-from crossrec.encoders.build import AudioEncoderConfig, ImageEncoderConfig, TextEncoderConfig
 from crossrec.encoders.image import EfficientNetLiteEncoder
+from crossrec.encoders.modalities import AudioEncoderConfig, ImageEncoderConfig, TextEncoderConfig
 from crossrec.encoders.registry import ResolvedModel, resolve
 from crossrec.encoders.text import (
     MiniLMEncoder,

@@ -22,7 +22,7 @@ from rich.table import Table
 from crossrec.align import LabelBridge, SharedSpace, imagenet_label_names, paired_recall, precision_at_k
 from crossrec.config import load_config
 from crossrec.data.loaders import load_dataset
-from crossrec.encoders.build import build_encoder
+from crossrec.encoders.modalities import build_encoder
 from crossrec.experiment import encode_items
 from crossrec.io import write_json_atomic
 

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crossrec.align.stage import AlignConfig
-from crossrec.encoders.build import EncodersConfig
+from crossrec.encoders.modalities import EncodersConfig
 from crossrec.errors import ConfigError
 
 

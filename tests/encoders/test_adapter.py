@@ -16,7 +16,7 @@ import pytest
 
 import crossrec.encoders
 from crossrec.encoders.adapter import ADAPTER_FILES, MANIFEST, adapter_digest, seal_adapter
-from crossrec.encoders.build import TextEncoderConfig, build_encoder
+from crossrec.encoders.modalities import TextEncoderConfig, build_encoder
 from crossrec.encoders.registry import ModelFileError, resolve
 from crossrec.encoders.text import MiniLMEncoder
 from crossrec.errors import ConfigError

@@ -13,9 +13,9 @@ from conftest import make_dataset
 
 from crossrec.encoders import build_encoder, encode_dataset
 from crossrec.encoders.audio import AisfxEncoder
-from crossrec.encoders.build import AudioEncoderConfig, ImageEncoderConfig, TextEncoderConfig
 from crossrec.encoders.fast import MANIFEST_FILE, MODEL_FILE
 from crossrec.encoders.image import EfficientNetLiteEncoder
+from crossrec.encoders.modalities import AudioEncoderConfig, ImageEncoderConfig, TextEncoderConfig
 from crossrec.encoders.text import MiniLMEncoder, WordLlamaEncoder, item_texts
 from crossrec.errors import ConfigError
 

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict
 from crossrec.config import load_config
 from crossrec.data.schema import Dataset, Interactions, ItemContent
 from crossrec.encoders.base import MAIN_OUTPUT, BadInput, Encoder, Loaded
-from crossrec.encoders.build import MODALITIES, Modality, encode_dataset
+from crossrec.encoders.build import encode_dataset
+from crossrec.encoders.modalities import MODALITIES, Modality
 from crossrec.encoders.registry import ModelFile, ModelSpec, ResolvedModel
 from crossrec.errors import ConfigError
 from crossrec.models import build_model

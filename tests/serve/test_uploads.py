@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from crossrec.encoders.build import AudioEncoderConfig, EncodersConfig, build_encoder
+from crossrec.encoders.modalities import AudioEncoderConfig, EncodersConfig, build_encoder
 from crossrec.experiment import load_bundle, run_experiment
 from crossrec.serve import app as app_module
 from crossrec.serve.app import create_app

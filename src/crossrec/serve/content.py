@@ -17,7 +17,7 @@ import numpy as np
 
 from crossrec.data.schema import ItemContent
 from crossrec.encoders.base import MAIN_OUTPUT, Encoder
-from crossrec.encoders.build import build_encoder
+from crossrec.encoders.modalities import build_encoder
 from crossrec.encoders.text import item_texts
 from crossrec.errors import ConfigError
 from crossrec.experiment.bundle import Bundle
