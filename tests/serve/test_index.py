@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crossrec.serve.hnsw import search_graph
 from crossrec.serve.index import VectorIndex
 
 DIM = 16
@@ -213,8 +214,8 @@ def test_the_graph_with_the_better_probe_recall_is_kept(case: str) -> None:
 
 def faiss_recall(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -> float:
     """Recall@20 of the graph alone (one faiss search at the index's ef_search, no refetching)."""
-    _, ids = index._search_graph(queries, 20)
-    return recall(ids, truth)
+    _, rows = search_graph(index._index, index.graph, queries, 20, index.ef_search)
+    return recall(np.where(rows >= 0, index._label[np.maximum(rows, 0)], -1), truth)
 
 
 def test_without_a_probe_the_items_choose_and_rebuild_chooses_again() -> None:

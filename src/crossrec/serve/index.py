@@ -31,15 +31,13 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from crossrec.serve.hnsw import Graph, GraphSettings, choose_graph, lift, max_norm, new_graph, search_graph
+
 REBUILD_SHARE = 0.2
 EXACT_FILTER_SHARE = 0.05
 OVERFLOW_SHARE = 0.01
-PROBE_K = 20
-PROBE_ITEMS = 256  # items sampled as the probe when none was given
-SCORE_CHUNK = 1 << 22  # candidate coordinates whose inner products are computed at once (L2 graph)
 
 Allowed = np.ndarray | Set[int] | None
-Graph = Literal["ip", "l2"]
 
 
 def _grown(array: np.ndarray, size: int, fill: int | bool) -> np.ndarray:
@@ -196,7 +194,7 @@ class VectorIndex:
             self._row = _grown(self._row, len(self._live), -1)
             self._label[self._row[replaced]] = -1
             start = self._index.ntotal
-            self._index.add(self._stored(vectors))
+            self._index.add(lift(vectors, self._max_norm) if self._graph == "l2" else vectors)
             if self._graph == "l2":
                 self._over[ids] = np.linalg.norm(vectors.astype(np.float64), axis=1) > self._max_norm
             self._label = _grown(self._label, start + len(ids), -1)
@@ -312,7 +310,10 @@ class VectorIndex:
                 if self._kind == "exact":
                     scores, found = self._index.search(queries[rows], int(f))
                 else:
-                    scores, found = self._search_graph(queries[rows], int(f))
+                    scores, rows_found = search_graph(
+                        self._index, self._graph, queries[rows], int(f), max(self.ef_search, int(f))
+                    )
+                    found = np.where(rows_found >= 0, self._label[np.maximum(rows_found, 0)], -1)
                 ok = found >= 0
                 if mask is not None:
                     ok &= mask[found]
@@ -339,27 +340,6 @@ class VectorIndex:
             pending = np.concatenate(unfinished) if unfinished else pending[:0]
             fetch[pending] = np.minimum(2 * fetch[pending], ntotal)
         return np.concatenate(left) if left else pending
-
-    def _search_graph(self, queries: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
-        """The graph's f nearest rows per query as (inner products, ids), best first; a tombstone or a
-        missing result has id -1 (a missing one also score -inf)."""
-        params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, f))
-        if self._graph == "ip":
-            scores, rows = self._index.search(queries, f, params=params)
-        else:
-            lifted = np.hstack([queries, np.zeros((len(queries), 1), dtype=np.float32)])
-            _, rows = self._index.search(lifted, f, params=params)
-            scores = np.empty(rows.shape, dtype=np.float32)
-            step = max(1, SCORE_CHUNK // (f * (self.dim + 1)))
-            for start in range(0, len(rows), step):  # the real inner products, never L2 distances
-                chunk = rows[start : start + step]
-                stored = self._index.reconstruct_batch(np.ascontiguousarray(np.maximum(chunk, 0).ravel()))
-                stored = stored[:, : self.dim].reshape(*chunk.shape, self.dim)
-                scores[start : start + step] = np.einsum("nd,nfd->nf", queries[start : start + step], stored)
-            scores[rows < 0] = -np.inf
-            order = np.argsort(-scores, axis=1, kind="stable")
-            scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
-        return scores, np.where(rows >= 0, self._label[np.maximum(rows, 0)], -1)
 
     def _search_exact(
         self,
@@ -403,59 +383,6 @@ class VectorIndex:
         stored = self._index.reconstruct_batch(np.ascontiguousarray(keys, dtype=np.int64))
         return np.ascontiguousarray(stored[:, : self.dim]) if self._graph == "l2" else stored
 
-    def _stored(
-        self, vectors: np.ndarray, graph: Graph | None = None, max_norm: float | None = None
-    ) -> np.ndarray:
-        """The rows the graph stores for these vectors: as given, or lifted for the L2 graph
-        ([x, sqrt(M^2 - |x|^2)], 0 for a norm above M)."""
-        graph = self._graph if graph is None else graph
-        if graph != "l2":
-            return vectors
-        m = self._max_norm if max_norm is None else max_norm
-        extra = np.sqrt(np.maximum(m**2 - np.sum(vectors.astype(np.float64) ** 2, axis=1), 0.0))
-        return np.hstack([vectors, extra.astype(np.float32)[:, None]])
-
-    def _new_graph(self, graph: Graph, vectors: np.ndarray, max_norm: float) -> faiss.Index:
-        if graph == "ip":
-            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        else:
-            index = faiss.IndexHNSWFlat(self.dim + 1, self.hnsw_m, faiss.METRIC_L2)
-        index.hnsw.efConstruction = self.ef_construction
-        index.hnsw.efSearch = self.ef_search
-        index.add(self._stored(vectors, graph, max_norm))
-        return index
-
-    def _choose_graph(self, vectors: np.ndarray) -> tuple[Graph, faiss.Index, float]:
-        """Both graphs over these vectors (or the forced one); keeps the one with the higher Recall@20
-        against exact search on the probe (inner product on a tie), recording both in `probe_recall`."""
-        max_norm = float(np.linalg.norm(vectors.astype(np.float64), axis=1).max()) if len(vectors) else 0.0
-        self.probe_recall = {}
-        if self.graph_choice != "auto" or len(vectors) == 0:
-            graph: Graph = "ip" if self.graph_choice == "auto" else self.graph_choice
-            return graph, self._new_graph(graph, vectors, max_norm), max_norm
-        probe = self._probe
-        if probe is None:
-            rng = np.random.default_rng(0)
-            probe = vectors[rng.choice(len(vectors), min(PROBE_ITEMS, len(vectors)), replace=False)]
-        k = min(PROBE_K, len(vectors))
-        truth = np.concatenate(
-            [
-                np.argpartition(-(probe[s : s + 64] @ vectors.T), k - 1, axis=1)[:, :k]
-                for s in range(0, len(probe), 64)
-            ]
-        )
-        best: tuple[Graph, faiss.Index] | None = None
-        for graph in ("ip", "l2"):
-            index = self._new_graph(graph, vectors, max_norm)
-            queries = probe if graph == "ip" else np.hstack([probe, np.zeros((len(probe), 1), np.float32)])
-            _, found = index.search(queries, k)
-            hits = (found[:, :, None] == truth[:, None, :]).any(2).sum()
-            self.probe_recall[graph] = float(hits / truth.size)
-            if best is None or self.probe_recall[graph] > self.probe_recall[best[0]]:
-                best = (graph, index)
-        assert best is not None
-        return best[0], best[1], max_norm
-
     def _build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """A fresh faiss index over exactly these items (ids unique), of the kind their number calls for."""
         self._kind = "hnsw" if len(ids) >= self.exact_below else "exact"
@@ -471,7 +398,15 @@ class VectorIndex:
             self._row = np.zeros(0, dtype=np.int64)
             self._label = np.zeros(0, dtype=np.int64)
         else:
-            self._graph, self._index, self._max_norm = self._choose_graph(vectors)
+            self._max_norm = max_norm(vectors)
+            settings = GraphSettings(self.hnsw_m, self.ef_construction, self.ef_search)
+            if self.graph_choice == "auto":
+                self._graph, self._index, self.probe_recall = choose_graph(
+                    vectors, self._max_norm, settings, self._probe
+                )
+            else:
+                self._graph, self.probe_recall = self.graph_choice, {}
+                self._index = new_graph(self._graph, vectors, self._max_norm, settings)
             self._label = ids.astype(np.int64, copy=True)
             self._row = np.full(len(self._live), -1, dtype=np.int64)
             self._row[ids] = np.arange(len(ids))
