@@ -14,6 +14,7 @@ from rich.table import Table
 from crossrec.errors import CrossrecError
 
 if TYPE_CHECKING:
+    from crossrec.experiment import ExperimentResult
     from crossrec.report.summary import RunSummary
 
 # Spinning OpenMP workers slow torch several-fold when anything else shares the cores; waiting
@@ -46,6 +47,13 @@ def _print_table(summary: RunSummary) -> None:
         console.print(summary.significance_sentence)
 
 
+def _show(result: ExperimentResult) -> None:
+    """A finished run: its table, its paired test and where its bundle is."""
+    _print_table(result.summary)
+    if result.bundle_dir is not None:
+        console.print(f"bundle: {result.bundle_dir}")
+
+
 def _fail(exc: BaseException) -> typer.Exit:
     """One line, whatever its length, and the message verbatim: '[...]' in it is text, not Rich markup."""
     console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
@@ -64,9 +72,7 @@ def _run(config: Path | str | None, overrides: list[str], quiet: bool, resume: P
             result = run_experiment(config, overrides, quiet=quiet)  # type: ignore[arg-type]
     except CrossrecError as exc:
         raise _fail(exc) from None
-    _print_table(result.summary)
-    if result.bundle_dir is not None:
-        console.print(f"bundle: {result.bundle_dir}")
+    _show(result)
 
 
 @app.command()
@@ -183,9 +189,7 @@ def retrain(
         f"folded in {folded['events']:,} logged events ({folded['new_users']:,} new users; "
         f"{folded['skipped_events_on_new_items']:,} on items added while serving left out)"
     )
-    _print_table(result.summary)
-    if result.bundle_dir is not None:
-        console.print(f"bundle: {result.bundle_dir}")
+    _show(result)
 
 
 @app.command()
