@@ -349,7 +349,9 @@ def recommendation_facts(state: ServingState, user_id: str, item_id: str, liked:
                 for j in order
             ]
             closeness[name] = float(sims[order[0]])
-        ranks = np.argsort(np.argsort(-state.popularity, kind="stable"), kind="stable")
+        # Rank by popularity, ties by index (a stable sort's order), without sorting every item.
+        count = state.popularity[item]
+        rank = int((state.popularity > count).sum() + (state.popularity[:item] == count).sum())
         return {
             "user_id": user_id,
             "item_id": item_id,
@@ -360,7 +362,7 @@ def recommendation_facts(state: ServingState, user_id: str, item_id: str, liked:
             "closest_modality": max(closeness, key=closeness.get) if closeness else None,
             "popularity": {
                 "interactions": int(state.popularity[item]),
-                "rank": int(ranks[item]) + 1,
+                "rank": rank + 1,
                 "of": len(state.item_ids),
             },
         }
