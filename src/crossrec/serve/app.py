@@ -280,8 +280,8 @@ def create_app(
                 raise HTTPException(
                     422, "cross-modal search needs a bundle with shared-space heads (an align section)"
                 )
-            shared = next((n for n in (f"{target}_shared",) if n in state.features), None)
-            if shared is None:
+            shared = f"{target}_shared"
+            if shared not in state.features:
                 raise HTTPException(422, f"the bundle has no aligned {target} features")
             source_input = np.hstack([vectors[n] for n in _head_inputs(state, source) if n in vectors])
             return listed(state.nearest_by_feature(shared, heads.transform(source, source_input[None])[0], k))
