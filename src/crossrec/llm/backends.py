@@ -59,6 +59,10 @@ class LlamaCppBackend(LLM):
         self._llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Free the model now (at interpreter exit llama-cpp-python's own finaliser can fail)."""
+        self._llama.close()
+
     def complete(self, request: Request) -> str:
         deadline = time.monotonic() + request.timeout_s
         kwargs: dict[str, Any] = {}
