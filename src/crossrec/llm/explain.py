@@ -45,7 +45,7 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
     ("[T1] a tag you use: time travel. [L1] a {noun} you liked, close in story: Looper (2012).",
      "fans of [L1] tend to enjoy this one, and it brings the [T1] you like."),
     ("[G1] a genre you like: animation. [P] popularity: ranked 12 of 9742.",
-     "a well loved [G1] title, [P], close to what you watch."),
+     "a [G1] title that many people watch: it is [P]."),
     ("[L1] a {noun} you liked, close in story: Heat (1995). [L2] a {noun} you liked, close in "
      "poster: Ronin (1998).",
      "if you liked [L1] and [L2], this one is in the same vein."),
