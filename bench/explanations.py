@@ -79,32 +79,39 @@ class Checker:
     """Claims in a served sentence, read from its text alone, against the facts record."""
 
     def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.titles = sorted({str(r["title"]) for r in items if r.get("title")}, key=len, reverse=True)
-        self.genres = {
-            g.strip().lower() for r in items for g in str(r.get("genres") or "").split(",") if g.strip()
+        forms: dict[str, str] = {}
+        for title in {str(r["title"]) for r in items if r.get("title")}:
+            forms[title] = title
+            bare = YEAR.sub("", title).strip()
+            if len(bare.split()) > 1:  # a bare title of one word ("Heat") is an ordinary word
+                forms.setdefault(bare, title)
+        self.forms = forms
+        # Longest first, so "Toy Story 2 (1999)" is not read as "Toy Story".
+        alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+        self.title_re = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+        self.terms = {
+            t.strip().lower()
+            for r in items
+            for field in ("genres", "tags")
+            for t in str(r.get(field) or "").split(",")
+            if t.strip()
         }
-        self.tags = {
-            t.strip().lower() for r in items for t in str(r.get("tags") or "").split(",") if t.strip()
-        }
+        self.longest = max((len(t.split()) for t in self.terms), default=1)
 
     def claims(self, text: str) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {"title": [], "genre": [], "tag": [], "number": []}
-        rest = text
-        for title in self.titles:  # longest first, so "Toy Story 2 (1999)" is not read as "Toy Story"
-            bare = YEAR.sub("", title).strip()
-            # A title with its year anywhere, or a title of two or more words in its own case.
-            for form in [title] + ([bare] if len(bare.split()) > 1 and bare != title else []):
-                if re.search(rf"(?<!\w){re.escape(form)}(?!\w)", rest):
-                    found["title"].append(title)
-                    rest = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", " | ", rest)
-                    break
-        lower = rest.lower()
-        for kind, vocabulary in (("genre", self.genres), ("tag", self.tags)):
-            for term in vocabulary:
-                if re.search(rf"(?<![\w-]){re.escape(term)}(?![\w-])", lower):
-                    found[kind].append(term)
-        found["number"] = re.findall(r"\d+(?:[.,]\d+)?", rest)
-        return found
+        titles = [self.forms[m.group(0)] for m in self.title_re.finditer(text)]
+        rest = self.title_re.sub(" | ", text)
+        # Every run of words that is a genre or tag of the catalogue, overlapping runs included.
+        terms: list[str] = []
+        for part in rest.lower().split("|"):
+            words = re.findall(r"[\w'&.:-]+", part)
+            words = [w.strip(".:") for w in words]
+            for size in range(1, self.longest + 1):
+                for i in range(len(words) - size + 1):
+                    phrase = " ".join(words[i : i + size])
+                    if phrase in self.terms:
+                        terms.append(phrase)
+        return {"title": titles, "term": terms, "number": re.findall(r"\d+(?:[.,]\d+)?", rest)}
 
     def judge(self, text: str, facts: dict[str, Any]) -> tuple[list[str], list[str]]:
         """(unsupported claims, supported shared facts) of one served sentence."""
@@ -117,7 +124,7 @@ class Checker:
         for title in claims["title"]:
             (good if title in liked else [] if title == facts["title"] else bad).append(f"title {title}")
         # A term that is both a genre and a tag ("comedy") is one claim: a shared attribute.
-        for term in set(claims["genre"]) | set(claims["tag"]):
+        for term in set(claims["term"]):
             (good if term in genres | tags else bad).append(f"term {term}")
         bad += [f"number {n}" for n in claims["number"] if n not in numbers]
         return bad, good
