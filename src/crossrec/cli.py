@@ -60,16 +60,24 @@ def _fail(exc: BaseException) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _run(config: Path | str | None, overrides: list[str], quiet: bool, resume: Path | None = None) -> None:
+def _run(
+    config: Path | str | None,
+    overrides: list[str],
+    quiet: bool,
+    resume: Path | None = None,
+    ray_address: str | None = None,
+) -> None:
     from crossrec.experiment import resume_experiment, run_experiment
+    from crossrec.experiment.executor import LocalExecutor, RayExecutor
 
+    executor = LocalExecutor() if ray_address is None else RayExecutor(ray_address)
     try:
         if resume is not None:
             if overrides:
                 raise CrossrecError("--resume continues a run from its own config: drop --set")
-            result = resume_experiment(resume, quiet=quiet)
+            result = resume_experiment(resume, quiet=quiet, executor=executor)
         else:
-            result = run_experiment(config, overrides, quiet=quiet)  # type: ignore[arg-type]
+            result = run_experiment(config, overrides, quiet=quiet, executor=executor)  # type: ignore[arg-type]
     except CrossrecError as exc:
         raise _fail(exc) from None
     _show(result)
@@ -85,11 +93,15 @@ def run(
         Path | None, typer.Option(help="continue an interrupted run from its folder (RUN_DIR)")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="run the trials and fits as tasks on this Ray cluster (ADDRESS, or 'auto')"),
+    ] = None,
 ) -> None:
     """Run dataset -> split -> models -> evaluation, writing runs/<name>/ with report.md and a bundle."""
     if (config is None) == (resume is None):
         raise _fail(CrossrecError("give an experiment YAML, or --resume RUN_DIR"))
-    _run(config, set_ or [], quiet, resume)
+    _run(config, set_ or [], quiet, resume, ray)
 
 
 @app.command()
