@@ -75,25 +75,38 @@ class RankingEvaluator:
     def __call__(self, model: Recommender) -> dict[str, float]:
         return self.evaluate(model).metrics
 
-    @torch.no_grad()
     def evaluate(self, model: Recommender) -> RankingResult:
+        return self.combine([self.evaluate_users(model, self.users)])
+
+    def shards(self, n: int) -> list[np.ndarray]:
+        """The evaluated users in `n` contiguous parts cut at batch boundaries, so each part scores
+        the same batches as one `evaluate` and the parts combine to its result exactly."""
+        batches = [self.users[s : s + self.batch_size] for s in range(0, len(self.users), self.batch_size)]
+        cuts = np.array_split(np.arange(len(batches)), max(1, min(n, len(batches))))
+        return [np.concatenate([batches[i] for i in part]) for part in cuts if len(part)]
+
+    @torch.no_grad()
+    def evaluate_users(
+        self, model: Recommender, users: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Per-user metric values and top-k lists of `users` (part of `self.users`, in its order)."""
         kmax = self.ks[-1]
         per_user: dict[str, list[torch.Tensor]] = {}
         tops = []
-        for start in range(0, len(self.users), self.batch_size):
-            users = self.users[start : start + self.batch_size]
-            scores = model.score(users).to(torch.float32)
-            if scores.shape != (len(users), self.n_items):
+        for start in range(0, len(users), self.batch_size):
+            batch = users[start : start + self.batch_size]
+            scores = model.score(batch).to(torch.float32)
+            if scores.shape != (len(batch), self.n_items):
                 raise ValueError(
                     f"{type(model).__name__}.score returned shape {tuple(scores.shape)}, "
-                    f"expected ({len(users)}, {self.n_items})"
+                    f"expected ({len(batch)}, {self.n_items})"
                 )
             scores = scores.clone() if scores.requires_grad else scores
-            self._mask(scores, self._exclude, users)
+            self._mask(scores, self._exclude, batch)
             if self._candidates is not None:
                 scores.masked_fill_(self._candidates, -torch.inf)
             top = torch.topk(scores, kmax, dim=1, sorted=True).indices
-            hits, n_rel = self._hits(users, top)
+            hits, n_rel = self._hits(batch, top)
             for k in self.ks:
                 for name, fn in M.PER_USER.items():
                     per_user.setdefault(f"{name}@{k}", []).append(fn(hits, n_rel, k))
@@ -107,11 +120,22 @@ class RankingEvaluator:
                     )
             tops.append(top)
         top_all = torch.cat(tops) if tops else torch.zeros((0, kmax), dtype=torch.long)
-        values = {name: torch.cat(parts).numpy() for name, parts in per_user.items()}
+        return {name: torch.cat(parts).numpy() for name, parts in per_user.items()}, top_all.numpy()
+
+    def combine(self, parts: Sequence[tuple[dict[str, np.ndarray], np.ndarray]]) -> RankingResult:
+        """One result from the parts of `shards` (in order): means over all users, coverage over all
+        top-k lists."""
+        names = parts[0][0].keys() if parts else ()
+        values = {name: np.concatenate([p[0][name] for p in parts]) for name in names}
+        top_all = (
+            np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, self.ks[-1]), dtype=np.int64)
+        )
         means = {name: float(v.mean()) for name, v in values.items()}
         for k in self.ks:
-            means[f"coverage@{k}"] = M.coverage(top_all, self.n_items, k) if len(top_all) else 0.0
-        return RankingResult(means, self.users, values, top_all.numpy())
+            means[f"coverage@{k}"] = (
+                M.coverage(torch.as_tensor(top_all), self.n_items, k) if len(top_all) else 0.0
+            )
+        return RankingResult(means, self.users, values, top_all)
 
     @staticmethod
     def _mask(scores: torch.Tensor, matrix: sp.csr_matrix, users: np.ndarray) -> None:
