@@ -50,12 +50,19 @@ class Trainable(Protocol):
     def _on_epoch_start(self, rng: np.random.Generator) -> None: ...
 
 
-def train_model(model: Trainable, train: Interactions, valid: Validator | None = None) -> None:
+def train_model(
+    model: Trainable, train: Interactions, valid: Validator | None = None, *, shard: tuple[int, int] = (0, 1)
+) -> None:
     """Adam on shuffled mini-batches of (user, positive, sampled negatives) or (user, item, rating).
 
     With a validator, it evaluates every `eval_every` epochs, stops after `patience` evaluations
     without a better `valid.monitor`, and restores the best epoch's parameters; without one it runs
     all `epochs` and keeps the last. `model.history` gets one dict per epoch.
+
+    `shard=(rank, world)` trains data-parallel in an initialised torch.distributed group: every rank
+    draws the same epoch (same seed), takes every world-th batch, and averages its gradients with
+    the others before each step, so all ranks hold the same parameters, validate alike and stop
+    together.
     """
     rng = np.random.default_rng(model.seed)
     if model.loss == "mse":
@@ -77,7 +84,7 @@ def train_model(model: Trainable, train: Interactions, valid: Validator | None =
         for epoch in range(1, model.epochs + 1):
             start = time.perf_counter()
             model._on_epoch_start(rng)
-            loss = _train_epoch(model, optimizer, users, items, values, sampler, rng)
+            loss = _train_epoch(model, optimizer, users, items, values, sampler, rng, shard)
             record: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - start}
             if not math.isfinite(loss):
                 raise FloatingPointError(f"{type(model).__name__} loss diverged at epoch {epoch}; lower lr")
@@ -110,8 +117,10 @@ def _train_epoch(
     values: np.ndarray | None,
     sampler: NegativeSampler | None,
     rng: np.random.Generator,
+    shard: tuple[int, int] = (0, 1),
 ) -> float:
-    """One pass over every training pair in a fresh random order; returns the mean loss."""
+    """One pass over every training pair in a fresh random order; returns the mean loss (over all
+    ranks' batches when data-parallel)."""
     order = rng.permutation(len(users))
     batch_users = torch.from_numpy(users[order])
     batch_pos = torch.from_numpy(items[order])
@@ -125,17 +134,37 @@ def _train_epoch(
     else:
         drawn = sampler.sample(np.repeat(users[order], model.n_negatives), rng)
         batch_neg = torch.from_numpy(drawn.reshape(len(order), model.n_negatives))
+    rank, world = shard
     total = 0.0
-    for b, lo in enumerate(starts):
-        hi = lo + model.batch_size
-        vals = None if batch_values is None else batch_values[lo:hi]
-        neg = batch_neg[b] if shared else batch_neg[lo:hi]
-        loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], neg, vals)
+    for step in range(0, len(starts), world):
+        b = step + rank
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if b < len(starts):  # the last round may leave a rank without a batch: it adds no gradient
+            lo = starts[b]
+            hi = lo + model.batch_size
+            vals = None if batch_values is None else batch_values[lo:hi]
+            neg = batch_neg[b] if shared else batch_neg[lo:hi]
+            loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], neg, vals)
+            loss.backward()
+            total += loss.item() * len(batch_users[lo:hi])
+        if world > 1:
+            _average_gradients(model.parameters(), world)
         optimizer.step()
-        total += loss.item() * len(batch_users[lo:hi])
+    if world > 1:
+        summed = torch.tensor([total], dtype=torch.float64)
+        torch.distributed.all_reduce(summed)
+        total = float(summed.item())
     return total / len(order)
+
+
+def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """The mean of every rank's gradients on every rank (what DistributedDataParallel does, for a
+    loss that is not a module's forward: graph models propagate the whole graph per batch)."""
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        torch.distributed.all_reduce(param.grad)
+        param.grad /= world
 
 
 @contextmanager
