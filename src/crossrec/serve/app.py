@@ -82,6 +82,15 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 NEEDS_KEY = "this endpoint needs the API key in the X-API-Key header"
+WaitSeconds = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=60,
+        description="seconds to wait for a language model's explanation before the template answers "
+        "(default: the server's, `crossrec serve --explain-wait`)",
+    ),
+]
 
 
 class _Body(BaseModel):
@@ -286,13 +295,6 @@ def create_app(
         index_size.set(len(state.index))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    wait_query = Query(
-        ge=0,
-        le=60,
-        description="seconds to wait for a language model's explanation before the template answers "
-        f"(default {explain_wait_s:g})",
-    )
-
     @app.get(
         "/users/{user_id}/recommendations",
         response_model=Recommendations,
@@ -310,7 +312,7 @@ def create_app(
         explain: Annotated[
             bool, Query(description="add each recommendation's explanation (slower with a language model)")
         ] = False,
-        explain_wait_s: Annotated[float | None, wait_query] = None,
+        explain_wait_s: WaitSeconds = None,
     ) -> Recommendations:
         where = {}
         for item in filter:
@@ -339,9 +341,7 @@ def create_app(
         response_model=Explained,
         responses=_errors(404, 422),
     )
-    def explanation(
-        user_id: str, item_id: str, explain_wait_s: Annotated[float | None, wait_query] = None
-    ) -> Explained:
+    def explanation(user_id: str, item_id: str, explain_wait_s: WaitSeconds = None) -> Explained:
         """The facts behind recommending the item to the user, and the sentence that explains it."""
         found, said = explanations.explain(user_id, item_id, explain_wait_s)
         return Explained(facts=Facts(**found), explanation=ExplanationOut.of(said))
