@@ -45,7 +45,7 @@ class _Job:
 class ExplanationService:
     """Explanations for (user, item) pairs of a live state; `explainer.llm` is used by one worker
     thread only. With a `registry`, Prometheus metrics: explanations served by source and reason,
-    the queue's depth, and generation seconds."""
+    the queue's depth, the jobs queued or in progress, and generation seconds."""
 
     def __init__(
         self,
@@ -83,6 +83,12 @@ class ExplanationService:
             "crossrec_explanation_queue_depth", "explanations waiting to be generated", registry=registry
         )
         depth.set_function(self._queue.qsize)
+        pending = Gauge(
+            "crossrec_explanations_pending",
+            "explanations queued or being generated",
+            registry=registry,
+        )
+        pending.set_function(lambda: len(self._pending))
 
     @property
     def generates(self) -> bool:
