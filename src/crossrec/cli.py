@@ -150,6 +150,9 @@ LlmCacheOption = Annotated[
     typer.Option("--llm-cache", help="the durable cache of answers (default: RUN_DIR/explanations.sqlite)"),
 ]
 LlmThreadsOption = Annotated[int, typer.Option("--llm-threads", help="CPU threads of a local model")]
+LlmTimeoutOption = Annotated[
+    float, typer.Option("--llm-timeout", help="seconds one generation may take before the template answers")
+]
 
 
 def _run_dir(path: Path) -> tuple[Path, Path]:
@@ -180,6 +183,10 @@ def serve(
     llm_schema_format: LlmSchemaOption = "json_schema",
     llm_cache: LlmCacheOption = None,
     llm_threads: LlmThreadsOption = 1,
+    llm_timeout: LlmTimeoutOption = 10.0,
+    llm_nice: Annotated[
+        int, typer.Option(help="how much lower the model's CPU priority is than the API's (0: the same)")
+    ] = 10,
     explain_queue: Annotated[
         int, typer.Option(help="explanations waiting for the model at most; beyond, the template answers")
     ] = 16,
@@ -216,6 +223,7 @@ def serve(
             schema_format=llm_schema_format,
             cache=llm_cache or folder / "explanations.sqlite",
             threads=llm_threads,
+            timeout_s=llm_timeout,
         )
         app_ = create_app(
             state,
@@ -224,6 +232,7 @@ def serve(
             explainer=explainer,
             explain_queue=explain_queue,
             explain_wait_s=explain_wait,
+            explain_nice=llm_nice,
         )
     except CrossrecError as exc:
         raise _fail(exc) from None
@@ -255,6 +264,7 @@ def explain(
     llm_schema_format: LlmSchemaOption = "json_schema",
     llm_cache: LlmCacheOption = None,
     llm_threads: LlmThreadsOption = 2,
+    llm_timeout: LlmTimeoutOption = 30.0,
 ) -> None:
     """Print the facts behind recommending ITEM to USER and the sentence that explains it."""
     from crossrec.serve.explanations import build_explainer, item_about
@@ -277,6 +287,7 @@ def explain(
             schema_format=llm_schema_format,
             cache=llm_cache or folder / "explanations.sqlite",
             threads=llm_threads,
+            timeout_s=llm_timeout,
         )
     except CrossrecError as exc:
         raise _fail(exc) from None

@@ -5,6 +5,7 @@ failing model never a 5xx; and `crossrec explain` on the command line."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -35,6 +36,7 @@ class Slow(LLM):
 
     def complete(self, request: Request) -> str:
         self.calls += 1
+        self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # the worker's
         self.release.wait(self.delay)
         first = FACT_ID.findall(request.prompt.rsplit("Facts:", 1)[1])[0]
         return json.dumps({"text": f"fans of [{first}] should like this one."})
@@ -136,6 +138,7 @@ def test_a_full_queue_and_a_passed_wait_answer_with_the_template_at_once(state, 
         said, took = ask(item, explain_wait_s=0)
         assert said["source"] == "cache" and said["reason"] is None and said["text"].startswith("Fans of ")
     assert llm.calls == 2
+    assert llm.nice == min(os.getpriority(os.PRIO_PROCESS, 0) + 10, 19)  # below the requests' priority
     said, _ = ask(c, explain_wait_s=10)  # room again: c is generated within its wait
     assert said["source"] == "llm" and llm.calls == 3
     metrics = client.get("/metrics").text

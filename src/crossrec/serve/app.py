@@ -199,6 +199,7 @@ def create_app(
     explainer: Explainer | None = None,
     explain_queue: int = 16,
     explain_wait_s: float = 3.0,
+    explain_nice: int = 10,
 ) -> FastAPI:
     """`api_key=None` turns authentication off: only for local use, and only when asked for. With a
     `store`, every feedback batch and item write is committed to it before it is applied and
@@ -206,7 +207,8 @@ def create_app(
 
     `explainer` writes the explanations (default: the template); one with a language model runs on
     one worker thread behind a queue of `explain_queue` jobs, and a request waits up to
-    `explain_wait_s` for its explanations before the template answers. The service is
+    `explain_wait_s` for its explanations before the template answers; the worker runs `explain_nice`
+    below the server's CPU priority. The service is
     `app.state.explanations`: close it when the server stops (it frees the model)."""
     # Bodies that declare a length are refused below (JSON 413, tighter for non-upload bodies);
     # FastAPI's own limit, set above ours, counts the bytes of bodies sent without a length.
@@ -228,6 +230,7 @@ def create_app(
         queue_size=explain_queue,
         wait_s=explain_wait_s,
         registry=registry,
+        nice=explain_nice,
     )
     app.state.explanations = explanations
 

@@ -12,6 +12,8 @@ model failure is a template explanation with the reason, never an error page.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 import time
@@ -55,12 +57,15 @@ class ExplanationService:
         queue_size: int = 16,
         wait_s: float = 3.0,
         registry: CollectorRegistry | None = None,
+        nice: int = 10,
     ) -> None:
+        """`nice`: how much lower the worker's CPU priority is than the server's (Linux: per thread),
+        so that when the cores are contended the requests win and generation waits."""
         if queue_size < 1 or wait_s < 0:
             raise ConfigError(
                 f"the explanation queue needs a size >= 1 and a wait >= 0, got {queue_size}, {wait_s}"
             )
-        self.state, self.explainer, self.wait_s = state, explainer, wait_s
+        self.state, self.explainer, self.wait_s, self.nice = state, explainer, wait_s, nice
         self._queue: queue.Queue[_Job] = queue.Queue(queue_size)
         self._pending: dict[str, _Job] = {}
         self._lock = threading.Lock()
@@ -155,6 +160,10 @@ class ExplanationService:
 
     # -- the worker ------------------------------------------------------------------------------
     def _work(self) -> None:
+        if self.nice > 0 and hasattr(os, "setpriority"):
+            with contextlib.suppress(OSError):  # this thread only (Linux); threads it starts inherit it
+                base = os.getpriority(os.PRIO_PROCESS, 0)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), base + self.nice)
         while not self._stop.is_set():
             try:
                 job = self._queue.get(timeout=0.2)
