@@ -274,18 +274,19 @@ def create_app(
         if api_key is not None and x_api_key != api_key:
             raise HTTPException(401, NEEDS_KEY)
 
+    def scored(pairs: list[tuple[int, float]], kind: type[Scored] = Scored) -> list[Any]:
+        return [
+            kind(
+                item_id=state.item_ids[i],
+                score=s if np.isfinite(s) else 0.0,
+                title=state.items[i].get("title"),
+                image=bool(state.items[i].get("image")),
+            )
+            for i, s in pairs
+        ]
+
     def listed(pairs: list[tuple[int, float]]) -> ItemList:
-        return ItemList(
-            items=[
-                Scored(
-                    item_id=state.item_ids[i],
-                    score=s if np.isfinite(s) else 0.0,
-                    title=state.items[i].get("title"),
-                    image=bool(state.items[i].get("image")),
-                )
-                for i, s in pairs
-            ]
-        )
+        return ItemList(items=scored(pairs))
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
@@ -324,7 +325,7 @@ def create_app(
                 raise HTTPException(422, f"filter '{item}' must look like field=value")
             where[name] = value
         pairs = state.recommend(user_id, k, exclude_seen=exclude_seen, exclude_ids=exclude, where=where)
-        items = [Recommended(**scored.model_dump()) for scored in listed(pairs).items]
+        items: list[Recommended] = scored(pairs, Recommended)
         if explain:
             said = explanations.explain_many(user_id, [r.item_id for r in items], explain_wait_s)
             for item, explanation in zip(items, said, strict=True):
