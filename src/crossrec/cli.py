@@ -133,6 +133,46 @@ def encode(
     console.print(f"ingest report: {report_path}")
 
 
+# The explainer options `serve` and `explain` share.
+LlmOption = Annotated[
+    str,
+    typer.Option(
+        "--llm",
+        help="who writes explanations: template (default), smollm2 (the pinned GGUF, needs "
+        "llama-cpp-python) or the path of a .gguf file",
+    ),
+]
+LlmUrlOption = Annotated[
+    str | None,
+    typer.Option("--llm-url", help="an OpenAI-compatible endpoint instead (base URL, e.g. .../v1)"),
+]
+LlmModelOption = Annotated[str | None, typer.Option("--llm-model", help="the model name at --llm-url")]
+LlmKeyEnvOption = Annotated[
+    str, typer.Option("--llm-key-env", help="the environment variable holding the endpoint's key")
+]
+LlmSchemaOption = Annotated[
+    str,
+    typer.Option(
+        "--llm-schema-format",
+        help="json_schema (OpenAI, vLLM, llama-server) or json_object (llama-cpp-python)",
+    ),
+]
+LlmCacheOption = Annotated[
+    Path | None,
+    typer.Option("--llm-cache", help="the durable cache of answers (default: RUN_DIR/explanations.sqlite)"),
+]
+LlmThreadsOption = Annotated[int, typer.Option("--llm-threads", help="CPU threads of a local model")]
+LlmTimeoutOption = Annotated[
+    float, typer.Option("--llm-timeout", help="seconds one generation may take before the template answers")
+]
+
+
+def _run_dir(path: Path) -> tuple[Path, Path]:
+    """(run folder, bundle folder) of a run folder or its bundle/ folder."""
+    bundle_dir = path / "bundle" if (path / "bundle").is_dir() else path
+    return bundle_dir.parent, bundle_dir
+
+
 @app.command()
 def serve(
     run_dir: Annotated[Path, typer.Argument(help="a run folder (or its bundle/ folder)")],
@@ -148,12 +188,31 @@ def serve(
     store: Annotated[
         Path | None, typer.Option(help="the durable event log (default: RUN_DIR/serve.sqlite)")
     ] = None,
+    llm: LlmOption = "template",
+    llm_url: LlmUrlOption = None,
+    llm_model: LlmModelOption = None,
+    llm_key_env: LlmKeyEnvOption = "OPENAI_API_KEY",
+    llm_schema_format: LlmSchemaOption = "json_schema",
+    llm_cache: LlmCacheOption = None,
+    llm_threads: LlmThreadsOption = 1,
+    llm_timeout: LlmTimeoutOption = 10.0,
+    llm_nice: Annotated[
+        int, typer.Option(help="how much lower the model's CPU priority is than the API's (0: the same)")
+    ] = 10,
+    explain_queue: Annotated[
+        int, typer.Option(help="explanations waiting for the model at most; beyond, the template answers")
+    ] = 16,
+    explain_wait: Annotated[
+        float, typer.Option(help="seconds a request waits for the model's explanation before the template")
+    ] = 3.0,
 ) -> None:
-    """Serve a run bundle over HTTP: recommendations, similar items, search, feedback, new items.
+    """Serve a run bundle over HTTP: recommendations, similar items, search, feedback, new items, and
+    explanations on request (written off the request path by --llm, the template by default).
     Write endpoints need the key in $CROSSREC_API_KEY unless --no-auth."""
     import uvicorn
 
     from crossrec.serve.app import create_app
+    from crossrec.serve.explanations import build_explainer
     from crossrec.serve.state import ServingState, load_servable, replay_store
     from crossrec.serve.store import EventStore
 
@@ -163,17 +222,122 @@ def serve(
             raise CrossrecError(
                 "set CROSSREC_API_KEY for the write endpoints, or pass --no-auth for local use"
             )
-        bundle_dir = run_dir / "bundle" if (run_dir / "bundle").is_dir() else run_dir
+        folder, bundle_dir = _run_dir(run_dir)
         state = ServingState(load_servable(bundle_dir, model))
-        log = EventStore(store or bundle_dir.parent / "serve.sqlite")
+        log = EventStore(store or folder / "serve.sqlite")
         replayed = replay_store(state, log)
+        explainer = build_explainer(
+            state,
+            llm,
+            url=llm_url,
+            model=llm_model,
+            key_env=llm_key_env,
+            schema_format=llm_schema_format,
+            cache=llm_cache or folder / "explanations.sqlite",
+            threads=llm_threads,
+            timeout_s=llm_timeout,
+        )
+        app_ = create_app(
+            state,
+            api_key=None if no_auth else key,
+            store=log,
+            explainer=explainer,
+            explain_queue=explain_queue,
+            explain_wait_s=explain_wait,
+            explain_nice=llm_nice,
+        )
     except CrossrecError as exc:
         raise _fail(exc) from None
+    writer = explainer.llm.name if explainer.llm is not None else "the template"
     console.print(
-        f"serving {state.bundle.label} on http://{host}:{port} ({replayed:,} logged events replayed)"
+        f"serving {state.bundle.label} on http://{host}:{port} ({replayed:,} logged events replayed; "
+        f"explanations by {writer})"
     )
-    app_ = create_app(state, api_key=None if no_auth else key, store=log)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+    finally:
+        app_.state.explanations.close()
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (or its bundle/ folder)")],
+    user: Annotated[str, typer.Option("--user", help="the user id")],
+    item: Annotated[str, typer.Option("--item", help="the item id")],
+    model: Annotated[str | None, typer.Option(help="model label in the bundle (default: as serve)")] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="a server's event log to replay first (default: RUN_DIR/serve.sqlite, if any)"),
+    ] = None,
+    llm: LlmOption = "template",
+    llm_url: LlmUrlOption = None,
+    llm_model: LlmModelOption = None,
+    llm_key_env: LlmKeyEnvOption = "OPENAI_API_KEY",
+    llm_schema_format: LlmSchemaOption = "json_schema",
+    llm_cache: LlmCacheOption = None,
+    llm_threads: LlmThreadsOption = 2,
+    llm_timeout: LlmTimeoutOption = 30.0,
+) -> None:
+    """Print the facts behind recommending ITEM to USER and the sentence that explains it."""
+    from crossrec.serve.explanations import build_explainer, item_about
+    from crossrec.serve.state import ServingState, load_servable, recommendation_facts, replay_store
+    from crossrec.serve.store import EventStore
+
+    try:
+        folder, bundle_dir = _run_dir(run_dir)
+        state = ServingState(load_servable(bundle_dir, model))
+        log_path = store or folder / "serve.sqlite"
+        if store is not None or log_path.is_file():
+            replay_store(state, EventStore(log_path))
+        facts = recommendation_facts(state, user, item)
+        explainer = build_explainer(
+            state,
+            llm,
+            url=llm_url,
+            model=llm_model,
+            key_env=llm_key_env,
+            schema_format=llm_schema_format,
+            cache=llm_cache or folder / "explanations.sqlite",
+            threads=llm_threads,
+            timeout_s=llm_timeout,
+        )
+    except CrossrecError as exc:
+        raise _fail(exc) from None
+    try:
+        said = explainer.explain(facts, item_about(state, item))
+    finally:
+        close = getattr(explainer.llm, "close", None)
+        if callable(close):
+            close()
+    _print_facts(facts)
+    why = f" ({escape(said.reason)})" if said.reason else ""
+    console.print(f"[bold]{escape(said.text)}[/]", soft_wrap=True)
+    console.print(f"source: {said.source}{why}; cites {', '.join(said.cites) or 'nothing'}", soft_wrap=True)
+
+
+def _print_facts(facts: dict) -> None:
+    table = Table(
+        title=f"why item {escape(str(facts['item_id']))} ({escape(str(facts.get('title')))}) "
+        f"for user {escape(str(facts['user_id']))}"
+    )
+    table.add_column("fact")
+    table.add_column("value")
+    for name, terms in (facts.get("shared") or {}).items():
+        if terms:
+            table.add_row(f"shared {name}", escape(", ".join(terms[:8])))
+    for modality, nearest in (facts.get("nearest_liked") or {}).items():
+        for near in nearest:
+            title = escape(str(near.get("title") or near["item_id"]))
+            table.add_row(f"liked, close by {modality}", f"{title} ({near['similarity']:.2f})")
+    if facts.get("closest_modality"):
+        table.add_row("closest in", escape(str(facts["closest_modality"])))
+    pop = facts.get("popularity") or {}
+    if pop:
+        table.add_row(
+            "popularity", f"#{pop['rank']:,} of {pop['of']:,} ({pop['interactions']:,} interactions)"
+        )
+    table.add_row("score", f"{facts['score']:.3f}")
+    console.print(table)
 
 
 @app.command()

@@ -29,6 +29,7 @@ OPERATIONS = [
     ("GET", "/health"),
     ("GET", "/users/{user_id}/recommendations"),
     ("GET", "/users/{user_id}/recommendations/{item_id}/facts"),
+    ("GET", "/users/{user_id}/recommendations/{item_id}/explanation"),
     ("GET", "/items/{item_id}"),
     ("GET", "/items/{item_id}/similar"),
     ("POST", "/search/text"),

@@ -6,19 +6,26 @@ Set CROSSREC_WEB_SCREENSHOT=docs/serve.png to write the screenshot shown in docs
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from crossrec.llm.base import LLM, GenerationCache, Request
+from crossrec.llm.explain import Explainer, Vocabulary
 from crossrec.serve.app import create_app
-from crossrec.serve.state import ServingState
+from crossrec.serve.explanations import item_about, template_explainer
+from crossrec.serve.state import ServingState, recommendation_facts
 
 pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("CROSSREC_CHROMIUM", "/usr/bin/chromium")
@@ -81,13 +88,12 @@ def test_the_page_its_files_example_users_and_posters(state):
     assert client.get(f"/items/{state.item_ids[without]}/poster").status_code == 404
 
 
-@pytest.fixture
-def server(state):
+@contextmanager
+def _served(app) -> Iterator[str]:
     """The app under uvicorn in a background thread, on a free port of 127.0.0.1."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(state, api_key=KEY)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -95,10 +101,19 @@ def server(state):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        app.state.explanations.close()
+
+
+@pytest.fixture
+def server(state):
+    with _served(create_app(state, api_key=KEY)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -144,6 +159,14 @@ def test_the_page_in_a_real_browser(server, browser, state, tmp_path):
     first = results.first
     first.locator("[data-action=why]").click()
     expect(first.locator(".facts")).to_contain_text("Popularity: #")
+    # the explanation sentence, and who wrote it, above the facts
+    said = template_explainer(state).explain(
+        recommendation_facts(state, user, ids[0]), item_about(state, ids[0])
+    )
+    expect(first.locator(".facts > .explanation:first-child .sentence")).to_have_text(said.text)
+    expect(first.locator(".facts .explanation .source")).to_have_text(
+        "written by the template: no language model configured"
+    )
     expect(first.locator(".facts")).to_contain_text("Close by text to what you liked")
     first.locator("[data-action=why]").click()
     expect(first.locator(".facts")).to_have_count(0)
@@ -185,3 +208,42 @@ def test_the_page_in_a_real_browser(server, browser, state, tmp_path):
     page.set_input_files("#file", files=[{"name": "still.png", "mimeType": "image/png", "buffer": PNG}])
     expect(page.locator("#status")).to_contain_text("no image encoder")  # this bundle encoded text only
     assert not errors, errors
+
+
+class Slow(LLM):
+    """A model that takes `delay` seconds and cites the first fact of the prompt."""
+
+    name = "slow-web-fake"
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def complete(self, request: Request) -> str:
+        time.sleep(self.delay)
+        first = re.findall(r"\[([A-Z]\d?)\]", request.prompt.rsplit("Facts:", 1)[1])[0]
+        return json.dumps({"text": f"fans of [{first}] should like this one."})
+
+
+def test_the_page_shows_the_model_sentence_once_it_is_written(state, browser, tmp_path):
+    """The template stands in while the model is still generating; the page asks again and shows the
+    model's sentence when it has landed in the cache."""
+    from playwright.sync_api import expect
+
+    explainer = Explainer(
+        Slow(1.0), Vocabulary.from_items(state.items), GenerationCache(tmp_path / "c.sqlite")
+    )
+    app = create_app(state, api_key=KEY, explainer=explainer, explain_wait_s=0)
+    with _served(app) as url:
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        page.fill("#user", state.user_ids[0])
+        page.click("#user-form button[type=submit]")
+        first = page.locator("#results .result").first
+        expect(first).to_be_visible()
+        first.locator("[data-action=why]").click()
+        source = first.locator(".facts .explanation .source")
+        expect(source).to_have_text("written by the template: still generating")
+        expect(source).to_have_text("written by the language model (cached)", timeout=15_000)
+        expect(first.locator(".facts .explanation .sentence")).to_contain_text("Fans of ")
+        expect(first.locator(".facts")).to_contain_text("Popularity: #")

@@ -119,6 +119,21 @@ class Guarded:
     ) -> None:
         self.llm, self.template, self.cache = llm, template, cache
 
+    def lookup(self, request: Request) -> Generation | None:
+        """The cached answer to `request` without asking the model, or None (no model, no cache, not
+        cached yet, or a cached text that is not the JSON a schema request needs)."""
+        if self.llm is None or self.cache is None:
+            return None
+        start = time.perf_counter()
+        cached = self.cache.get(request.key(self.llm.name))
+        if cached is None:
+            return None
+        try:
+            data = _parsed(request, cached)
+        except ValueError:
+            return None
+        return Generation(cached, "cache", time.perf_counter() - start, data=data)
+
     def generate(self, request: Request) -> Generation:
         start = time.perf_counter()
         if self.llm is None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from crossrec.llm.base import LLM, GenerationCache, Guarded, Request
+from crossrec.llm.base import LLM, Generation, GenerationCache, Guarded, Request
 
 FactKind = Literal["genre", "tag", "liked", "popularity"]
 REFERENCE = re.compile(r"\[([A-Z]\d?)\]")
@@ -272,6 +272,41 @@ class Explainer:
         if not cited:
             return self._template(cited, fallback, "no facts to cite", start)
         answer = self._guarded.generate(self.request(cited, about))
+        return self._finish(answer, cited, fallback, facts, about, start)
+
+    def ready(self, facts: Mapping[str, Any], about: str | None = None) -> Explanation | None:
+        """The explanation when it needs no generation (the template without a model or without facts
+        to cite, or the model's cached answer, checked as a fresh one is), else None: only then does
+        `explain` ask the model."""
+        start = time.perf_counter()
+        cited = facts_to_cite(facts, noun=self.noun)
+        fallback = template_text(cited, self.noun)
+        if not cited:
+            return self._template(cited, fallback, "no facts to cite", start)
+        if self.llm is None:
+            return self._template(cited, fallback, "no language model configured", start)
+        answer = self._guarded.lookup(self.request(cited, about))
+        return None if answer is None else self._finish(answer, cited, fallback, facts, about, start)
+
+    def key(self, facts: Mapping[str, Any], about: str | None = None) -> str:
+        """What identifies the generation `explain` would run for these facts (the cache's key)."""
+        request = self.request(facts_to_cite(facts, noun=self.noun), about)
+        return request.key(self.llm.name if self.llm is not None else "template")
+
+    def template(self, facts: Mapping[str, Any], reason: str) -> Explanation:
+        """The template sentence for these facts, sent for `reason`."""
+        cited = facts_to_cite(facts, noun=self.noun)
+        return self._template(cited, template_text(cited, self.noun), reason, time.perf_counter())
+
+    def _finish(
+        self,
+        answer: Generation,
+        cited: tuple[Fact, ...],
+        fallback: str,
+        facts: Mapping[str, Any],
+        about: str | None,
+        start: float,
+    ) -> Explanation:
         if answer.source == "template":
             return self._template(cited, fallback, answer.reason, start)
         text = answer.data.get("text") if isinstance(answer.data, dict) else None

@@ -1,5 +1,7 @@
 """The HTTP API over a run bundle (FastAPI): recommendations, similar items, cross-modal search,
-live feedback, new items and the facts behind a recommendation, with Prometheus metrics.
+live feedback, new items, and the facts behind a recommendation with their explanation in a
+sentence (opt-in: written by a language model off the request path, or by the template), with
+Prometheus metrics.
 
 Write endpoints need the API key (header `X-API-Key`) unless the app was built with
 `api_key=None` for local use. Unknown ids answer 404 naming the id; unusable input answers 4xx
@@ -32,9 +34,11 @@ from starlette.routing import Match
 
 from crossrec.encoders.base import BadInput
 from crossrec.errors import CrossrecError
+from crossrec.llm.explain import Explainer, Explanation
 from crossrec.serve.content import ContentEncoders
 from crossrec.serve.events import FeedbackEvent as LoggedFeedback
 from crossrec.serve.events import ItemRecord
+from crossrec.serve.explanations import ExplanationService, template_explainer
 from crossrec.serve.page import add_page
 from crossrec.serve.state import Feedback, NewItem, ServingState, UnknownId, recommendation_facts
 from crossrec.serve.store import EventStore
@@ -78,6 +82,15 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 NEEDS_KEY = "this endpoint needs the API key in the X-API-Key header"
+WaitSeconds = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=60,
+        description="seconds to wait for a language model's explanation before the template answers "
+        "(default: the server's, `crossrec serve --explain-wait`)",
+    ),
+]
 
 
 class _Body(BaseModel):
@@ -93,6 +106,36 @@ class Scored(BaseModel):
 
 class ItemList(BaseModel):
     items: list[Scored]
+
+
+class ExplanationOut(BaseModel):
+    """A recommendation in a sentence, every title, genre and tag in it rendered from the facts."""
+
+    text: str
+    source: Literal["llm", "cache", "template"] = Field(
+        description="who wrote it: the language model now, its cached answer, or the template"
+    )
+    cites: list[str] = Field(description="the ids of the facts the sentence names (G1, T1, L1, P)")
+    reason: str | None = Field(
+        None, description="why the template was sent: 'queue full', 'still generating', a model failure"
+    )
+
+    @classmethod
+    def of(cls, explanation: Explanation) -> ExplanationOut:
+        return cls(
+            text=explanation.text,
+            source=explanation.source,
+            cites=list(explanation.cites),
+            reason=explanation.reason,
+        )
+
+
+class Recommended(Scored):
+    explanation: ExplanationOut | None = Field(None, description="only with explain=true")
+
+
+class Recommendations(BaseModel):
+    items: list[Recommended]
 
 
 class FeedbackEvent(_Body):
@@ -141,6 +184,11 @@ class Facts(BaseModel):
     item_id: str
 
 
+class Explained(BaseModel):
+    facts: Facts
+    explanation: ExplanationOut
+
+
 def create_app(
     state: ServingState,
     *,
@@ -148,10 +196,20 @@ def create_app(
     store: EventStore | None = None,
     max_body_bytes: int = 1 << 20,
     max_upload_bytes: int = 8 << 20,
+    explainer: Explainer | None = None,
+    explain_queue: int = 16,
+    explain_wait_s: float = 3.0,
+    explain_nice: int = 10,
 ) -> FastAPI:
     """`api_key=None` turns authentication off: only for local use, and only when asked for. With a
     `store`, every feedback batch and item write is committed to it before it is applied and
-    acknowledged (replay it into a fresh state with `replay_store` on start)."""
+    acknowledged (replay it into a fresh state with `replay_store` on start).
+
+    `explainer` writes the explanations (default: the template); one with a language model runs on
+    one worker thread behind a queue of `explain_queue` jobs, and a request waits up to
+    `explain_wait_s` for its explanations before the template answers; the worker runs `explain_nice`
+    below the server's CPU priority. The service is
+    `app.state.explanations`: close it when the server stops (it frees the model)."""
     # Bodies that declare a length are refused below (JSON 413, tighter for non-upload bodies);
     # FastAPI's own limit, set above ours, counts the bytes of bodies sent without a length.
     streamed_limit = 2 * (max_upload_bytes + 65536)
@@ -166,6 +224,15 @@ def create_app(
         "seconds from a feedback request to its users' refold",
         registry=registry,
     )
+    explanations = ExplanationService(
+        state,
+        explainer if explainer is not None else template_explainer(state),
+        queue_size=explain_queue,
+        wait_s=explain_wait_s,
+        registry=registry,
+        nice=explain_nice,
+    )
+    app.state.explanations = explanations
 
     @app.middleware("http")
     async def limits_and_metrics(
@@ -207,18 +274,19 @@ def create_app(
         if api_key is not None and x_api_key != api_key:
             raise HTTPException(401, NEEDS_KEY)
 
+    def scored(pairs: list[tuple[int, float]], kind: type[Scored] = Scored) -> list[Any]:
+        return [
+            kind(
+                item_id=state.item_ids[i],
+                score=s if np.isfinite(s) else 0.0,
+                title=state.items[i].get("title"),
+                image=bool(state.items[i].get("image")),
+            )
+            for i, s in pairs
+        ]
+
     def listed(pairs: list[tuple[int, float]]) -> ItemList:
-        return ItemList(
-            items=[
-                Scored(
-                    item_id=state.item_ids[i],
-                    score=s if np.isfinite(s) else 0.0,
-                    title=state.items[i].get("title"),
-                    image=bool(state.items[i].get("image")),
-                )
-                for i, s in pairs
-            ]
-        )
+        return ItemList(items=scored(pairs))
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
@@ -231,7 +299,12 @@ def create_app(
         index_size.set(len(state.index))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/users/{user_id}/recommendations", response_model=ItemList, responses=_errors(404, 422))
+    @app.get(
+        "/users/{user_id}/recommendations",
+        response_model=Recommendations,
+        response_model_exclude_unset=True,
+        responses=_errors(404, 422),
+    )
     def recommendations(
         user_id: str,
         k: Annotated[int, Query(ge=1, le=200)] = 10,
@@ -240,16 +313,24 @@ def create_app(
         filter: Annotated[
             list[str], Query(max_length=10, description="field=value, e.g. genres=Comedy")
         ] = [],  # noqa: B006
-    ) -> ItemList:
+        explain: Annotated[
+            bool, Query(description="add each recommendation's explanation (slower with a language model)")
+        ] = False,
+        explain_wait_s: WaitSeconds = None,
+    ) -> Recommendations:
         where = {}
         for item in filter:
             name, sep, value = item.partition("=")
             if not sep or not name:
                 raise HTTPException(422, f"filter '{item}' must look like field=value")
             where[name] = value
-        return listed(
-            state.recommend(user_id, k, exclude_seen=exclude_seen, exclude_ids=exclude, where=where)
-        )
+        pairs = state.recommend(user_id, k, exclude_seen=exclude_seen, exclude_ids=exclude, where=where)
+        items: list[Recommended] = scored(pairs, Recommended)
+        if explain:
+            said = explanations.explain_many(user_id, [r.item_id for r in items], explain_wait_s)
+            for item, explanation in zip(items, said, strict=True):
+                item.explanation = ExplanationOut.of(explanation)
+        return Recommendations(items=items)
 
     @app.get(
         "/users/{user_id}/recommendations/{item_id}/facts",
@@ -258,6 +339,16 @@ def create_app(
     )
     def facts(user_id: str, item_id: str) -> dict[str, Any]:
         return recommendation_facts(state, user_id, item_id)
+
+    @app.get(
+        "/users/{user_id}/recommendations/{item_id}/explanation",
+        response_model=Explained,
+        responses=_errors(404, 422),
+    )
+    def explanation(user_id: str, item_id: str, explain_wait_s: WaitSeconds = None) -> Explained:
+        """The facts behind recommending the item to the user, and the sentence that explains it."""
+        found, said = explanations.explain(user_id, item_id, explain_wait_s)
+        return Explained(facts=Facts(**found), explanation=ExplanationOut.of(said))
 
     @app.get("/items/{item_id}", responses=_errors(404, 422))
     def item(item_id: str) -> dict[str, Any]:

@@ -185,6 +185,25 @@ function factLines(facts) {
   return lines.length ? lines : ["No shared facts with this user's history."];
 }
 
+const SOURCES = {
+  llm: "written by the language model",
+  cache: "written by the language model (cached)",
+  template: "written by the template",
+};
+const RETRIES = 10; // while the model is still generating: ask again every 2 s, this many times
+
+function sourceLine(explanation) {
+  const who = SOURCES[explanation.source] || explanation.source;
+  return explanation.reason ? `${who}: ${explanation.reason}` : who;
+}
+
+function explanationBlock(explanation) {
+  return el("div", { class: "explanation", "data-source": explanation.source },
+    el("p", { class: "sentence" }, explanation.text),
+    el("p", { class: "source muted" }, sourceLine(explanation)),
+  );
+}
+
 async function toggleFacts(li, item, button) {
   const open = $(".facts", li);
   if (open) {
@@ -193,11 +212,25 @@ async function toggleFacts(li, item, button) {
     return;
   }
   button.setAttribute("aria-pressed", "true");
+  const path = `/users/${enc(state.user)}/recommendations/${enc(item.item_id)}/explanation`;
   try {
-    const facts = await api(`/users/${enc(state.user)}/recommendations/${enc(item.item_id)}/facts`);
-    li.append(el("ul", { class: "facts" }, factLines(facts).map((line) => el("li", {}, line))));
+    const body = await api(path);
+    const panel = el("div", { class: "facts" },
+      explanationBlock(body.explanation),
+      el("ul", {}, factLines(body.facts).map((line) => el("li", {}, line))),
+    );
+    li.append(panel);
+    // The model's sentence lands in the server's cache while the template stands in: fetch it then.
+    let explanation = body.explanation;
+    for (let tries = 0; explanation.reason === "still generating" && tries < RETRIES; tries += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      if (!panel.isConnected) return;
+      explanation = (await api(`${path}?explain_wait_s=0`)).explanation;
+      if (!panel.isConnected) return;
+      $(".explanation", panel).replaceWith(explanationBlock(explanation));
+    }
   } catch (error) {
-    button.setAttribute("aria-pressed", "false");
+    if (!$(".facts", li)) button.setAttribute("aria-pressed", "false");
     status(`why: ${error.message}`, "error");
   }
 }
