@@ -101,17 +101,25 @@ class Checker:
     def claims(self, text: str) -> dict[str, list[str]]:
         titles = [self.forms[m.group(0)] for m in self.title_re.finditer(text)]
         rest = self.title_re.sub(" | ", text)
-        # Every run of words that is a genre or tag of the catalogue, overlapping runs included.
+        # Every genre or tag of the catalogue, longest first at each word: "twist ending" is one
+        # claim, not also "twist" and "ending"; numbers are read outside titles and terms.
         terms: list[str] = []
+        kept: list[str] = []
         for part in rest.lower().split("|"):
-            words = re.findall(r"[\w'&.:-]+", part)
-            words = [w.strip(".:") for w in words]
-            for size in range(1, self.longest + 1):
-                for i in range(len(words) - size + 1):
+            words = [w.strip(".:,") for w in re.findall(r"[\w'&.:-]+", part)]
+            i = 0
+            while i < len(words):
+                for size in range(min(self.longest, len(words) - i), 0, -1):
                     phrase = " ".join(words[i : i + size])
                     if phrase in self.terms:
                         terms.append(phrase)
-        return {"title": titles, "term": terms, "number": re.findall(r"\d+(?:[.,]\d+)?", rest)}
+                        i += size
+                        break
+                else:
+                    kept.append(words[i])
+                    i += 1
+        numbers = re.findall(r"\d+(?:[.,]\d+)?", " ".join(kept))
+        return {"title": titles, "term": terms, "number": numbers}
 
     def judge(self, text: str, facts: dict[str, Any]) -> tuple[list[str], list[str]]:
         """(unsupported claims, supported shared facts) of one served sentence."""

@@ -230,14 +230,18 @@ class Explainer:
     def __post_init__(self) -> None:
         self._guarded = Guarded(self.llm, self._template_answer, self.cache)
 
-    def request(self, facts: tuple[Fact, ...], about: str | None = None) -> Request:
-        """The prompt: two examples, the item's own text as quoted data, the facts by id; the schema
-        lets the text hold lower-case words and references to these facts only."""
-        seed = int(hashlib.sha256("|".join(f.line() for f in facts).encode()).hexdigest(), 16)
+    def request(self, facts: tuple[Fact, ...], about: str | None = None, salt: str = "") -> Request:
+        """The prompt: an example, the item's own text as quoted data, the facts by id; the schema
+        lets the text hold lower-case words and references to these facts only. `salt` (the user)
+        varies the example between users whose facts coincide."""
+        seed = int(hashlib.sha256("|".join([salt, *(f.line() for f in facts)]).encode()).hexdigest(), 16)
         # Examples whose references are all among these facts' ids, so the frame the model follows
-        # fits the kinds of fact it has (a liked title where the example had one, not a genre).
+        # fits the kinds of fact it has (a liked title where the example had one, not a genre); and
+        # one citing a liked title when there is one: the fact most particular to this user.
         ids = {f.id for f in facts}
         fitting = [e for e in EXAMPLES if set(REFERENCE.findall(e[1])) <= ids] or list(EXAMPLES)
+        if "L1" in ids:
+            fitting = [e for e in fitting if "[L1]" in e[1]] or fitting
         shown = [fitting[(seed + j) % len(fitting)] for j in range(min(self.examples, len(fitting)))]
         lines = [
             f"Facts: {f.format(noun=self.noun)}\nAnswer: " + json.dumps({"text": a.format(noun=self.noun)})
@@ -252,7 +256,10 @@ class Explainer:
         schema = {
             "type": "object",
             "properties": {
-                "text": {"type": "string", "pattern": f"^{words}{ref}({words}{ref})?[a-z ,']{{0,60}}[.]$"}
+                "text": {
+                    "type": "string",
+                    "pattern": f"^{words}{ref}({words}{ref}){{0,2}}[a-z ,']{{0,60}}[.]$",
+                }
             },
             "required": ["text"],
         }
@@ -271,7 +278,7 @@ class Explainer:
         fallback = template_text(cited, self.noun)
         if not cited:
             return self._template(cited, fallback, "no facts to cite", start)
-        answer = self._guarded.generate(self.request(cited, about))
+        answer = self._guarded.generate(self.request(cited, about, _salt(facts)))
         return self._finish(answer, cited, fallback, facts, about, start)
 
     def ready(self, facts: Mapping[str, Any], about: str | None = None) -> Explanation | None:
@@ -285,12 +292,12 @@ class Explainer:
             return self._template(cited, fallback, "no facts to cite", start)
         if self.llm is None:
             return self._template(cited, fallback, "no language model configured", start)
-        answer = self._guarded.lookup(self.request(cited, about))
+        answer = self._guarded.lookup(self.request(cited, about, _salt(facts)))
         return None if answer is None else self._finish(answer, cited, fallback, facts, about, start)
 
     def key(self, facts: Mapping[str, Any], about: str | None = None) -> str:
         """What identifies the generation `explain` would run for these facts (the cache's key)."""
-        request = self.request(facts_to_cite(facts, noun=self.noun), about)
+        request = self.request(facts_to_cite(facts, noun=self.noun), about, _salt(facts))
         return request.key(self.llm.name if self.llm is not None else "template")
 
     def template(self, facts: Mapping[str, Any], reason: str) -> Explanation:
@@ -330,6 +337,10 @@ class Explainer:
     def _template_answer(self, request: Request) -> str:
         # Guarded's own fallback: the explainer renders its template itself, so this is never served.
         return json.dumps({"text": ""})
+
+
+def _salt(facts: Mapping[str, Any]) -> str:
+    return str(facts.get("user_id") or "")
 
 
 def _terms(value: Any) -> set[str]:
