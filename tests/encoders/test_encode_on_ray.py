@@ -4,12 +4,16 @@ ingest report, and each path reuses what the other wrote."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from crossrec.cli import app
 from crossrec.data.loaders import load_dataset
 from crossrec.encoders.build import content_subset, encode_dataset, items_to_encode
 
@@ -60,6 +64,9 @@ def test_encoding_on_a_loopback_cluster_equals_the_local_path_and_shares_its_cac
             # a Ray run over the local path's cache encodes nothing new (the broken file is tried
             # again, as a local run would)
             over_local = encode_dataset_on_ray(data, CONFIG, tmp_path / "local", progress=False)
+            # the command: `crossrec encode CONFIG --ray ADDRESS` (Ray is initialised here already)
+            command = CliRunner().invoke(app, ["encode", str(_encode_yaml(shared_data, tmp_path)), "--quiet",
+                                               "--ray", address, "--ray-actors", "2"])  # fmt: skip
         finally:
             ray.shutdown()
     print(f"local {local_s:.1f} s, on the loopback cluster {ray_s:.1f} s")
@@ -93,3 +100,21 @@ def test_encoding_on_a_loopback_cluster_equals_the_local_path_and_shares_its_cac
             assert counts.encoded == 0 and counts.cached == local.report.counts[modality].encoded, modality
     assert all(np.array_equal(again.vectors[n], on_ray.vectors[n]) for n in on_ray.vectors)
     assert all(np.array_equal(over_local.vectors[n], local.vectors[n]) for n in local.vectors)
+
+    assert command.exit_code == 0, command.output
+    assert "text: 20 items, 20 encoded" in command.output
+    report = json.loads((tmp_path / "cli" / "ingest_report-ray-encode.json").read_text())
+    assert report["counts"]["text"]["encoded"] == 20 and list((tmp_path / "cli" / "text").glob("*/shard-*"))
+
+
+def _encode_yaml(shared_data, tmp_path):
+    config = {
+        "name": "ray-encode",
+        "dataset": {"format": "movielens", "path": str(shared_data / "movielens-small"),
+                    "options": {"posters": False, "overviews": False}},
+        "encode": {"cache_dir": str(tmp_path / "cli"), "max_items": 20,
+                   "models": {"text": {"fields": ["title", "genres"]}, "image": None, "audio": None}},
+    }  # fmt: skip
+    path = tmp_path / "encode.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
