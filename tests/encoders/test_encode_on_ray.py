@@ -1,10 +1,11 @@
 """Encoding through Ray Data on a real loopback cluster (a head and a worker, separate processes)
 writes the same cache as the local path: the same vectors (cosine >= 0.9999), present masks and
-ingest report, and each path reuses what the other wrote."""
+ingest report, also with an encoder actor killed mid-run, and each path reuses what the other wrote."""
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from dataclasses import asdict, replace
 
@@ -19,7 +20,7 @@ from crossrec.encoders.build import content_subset, encode_dataset, items_to_enc
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
-from ray_cluster import IP, loopback_cluster  # noqa: E402
+from ray_cluster import IP, loopback_cluster, node_processes  # noqa: E402
 
 from crossrec.encoders.on_ray import encode_dataset_on_ray  # noqa: E402
 
@@ -55,11 +56,30 @@ def test_encoding_on_a_loopback_cluster_equals_the_local_path_and_shares_its_cac
     start = time.perf_counter()
     local = encode_dataset(data, CONFIG, tmp_path / "local", progress=False, threads=1)
     local_s = time.perf_counter() - start
-    with loopback_cluster(workers=1, cpus=1) as (address, _):
+    killed: list[int] = []
+    with loopback_cluster(workers=1, cpus=1) as (address, tmp):
+
+        def kill_an_actor(modality: str, done: int, pending: int) -> None:
+            """After the first text batch is cached, SIGKILL an encoder actor: its batches in flight
+            must be run again on a restarted actor, and nothing lost or written twice."""
+            if killed or modality != "text" or done >= pending:
+                return
+            for proc in node_processes(tmp):
+                try:
+                    title = " ".join(proc.cmdline())
+                except Exception:
+                    continue
+                if "MapWorker" in title and "EncodeBatches" in title:
+                    proc.send_signal(signal.SIGKILL)
+                    killed.append(proc.pid)
+                    return
+
         ray.init(address=address, _node_ip_address=IP, logging_level="ERROR")
         try:
             start = time.perf_counter()
-            on_ray = encode_dataset_on_ray(data, CONFIG, tmp_path / "ray", concurrency=2, progress=False)
+            on_ray = encode_dataset_on_ray(
+                data, CONFIG, tmp_path / "ray", concurrency=2, progress=False, on_batch=kill_an_actor
+            )
             ray_s = time.perf_counter() - start
             # a Ray run over the local path's cache encodes nothing new (the broken file is tried
             # again, as a local run would)
@@ -69,7 +89,8 @@ def test_encoding_on_a_loopback_cluster_equals_the_local_path_and_shares_its_cac
                                                "--ray", address, "--ray-actors", "2"])  # fmt: skip
         finally:
             ray.shutdown()
-    print(f"local {local_s:.1f} s, on the loopback cluster {ray_s:.1f} s")
+    print(f"local {local_s:.1f} s, on the loopback cluster {ray_s:.1f} s (an actor killed)")
+    assert killed, "no encoder actor was found to kill"
 
     assert set(on_ray.vectors) == set(local.vectors) == {"text", "image", "image_labels"}
     assert on_ray.fingerprints == local.fingerprints
