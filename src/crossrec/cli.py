@@ -111,8 +111,16 @@ def encode(
         list[str] | None, typer.Option("--set", help="override a config value: key.path=value (repeatable)")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="run the encoders on this Ray cluster (ADDRESS, or 'auto')"),
+    ] = None,
+    ray_actors: Annotated[
+        int | None, typer.Option(min=1, help="with --ray: encoder actors per modality (default: one per CPU)")
+    ] = None,
 ) -> None:
-    """Encode a dataset's item content into the embedding cache (resumable; re-runs reuse the cache)."""
+    """Encode a dataset's item content into the embedding cache (resumable; re-runs reuse the cache).
+    With --ray the networks run on a Ray cluster through Ray Data; the cache is the same."""
     from crossrec.config import load_config
     from crossrec.data.loaders import load_dataset
     from crossrec.experiment import encode_items
@@ -120,7 +128,7 @@ def encode(
     try:
         cfg = load_config(config, set_ or [])
         dataset = load_dataset(cfg.dataset.format, cfg.dataset.path, **cfg.dataset.options)
-        result = encode_items(cfg, dataset, quiet=quiet)
+        result = encode_items(cfg, dataset, quiet=quiet, ray_address=ray, ray_actors=ray_actors)
     except CrossrecError as exc:
         raise _fail(exc) from None
     assert cfg.encode is not None

@@ -34,6 +34,33 @@ from crossrec.encoders.modalities import (
 BatchHook = Callable[[str, int, int], None]  # (modality, items done, items pending in this run)
 
 
+@dataclass
+class Encoded:
+    """What a batch gave: every output for `keys` (in their order) with their repair notes, and the
+    reason for each key that could not be encoded."""
+
+    keys: list[str]
+    outputs: dict[str, np.ndarray]
+    notes: dict[str, list[str]]
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PendingWork:
+    """One modality's items the cache lacks, for a `remote` encoder: (key, raw input) in item order,
+    and what is needed to build the same encoder elsewhere (its config; its fingerprint to check)."""
+
+    modality: str
+    kind: str
+    config: Any
+    fingerprint: str
+    batch_size: int
+    items: list[tuple[str, str]]
+
+
+RemoteEncode = Callable[[PendingWork], Iterator[Encoded]]
+
+
 class EncodeResult(NamedTuple):
     """`vectors[name]`: (n_items, d) float32, zero rows where `present[name]` is False (no input,
     outside the `max_items` slice, or skipped: see `report`). Names: the modality for its embedding,
@@ -63,13 +90,15 @@ def encode_dataset(
     progress: bool = True,
     on_batch: BatchHook | None = None,
     max_items: int | None = None,
+    remote: RemoteEncode | None = None,
 ) -> EncodeResult:
     """Encode every configured modality the dataset has; cached content is not encoded again.
 
     `encoders` supplies ready encoders by modality (reused across calls; otherwise built from the
     config). `on_batch(modality, done, pending)` runs after each batch is safely cached: a hook for
     progress reporting and benchmarks. `max_items` encodes only the most-interacted items (a quick
-    slice); the others come back absent.
+    slice); the others come back absent. `remote` encodes the pending items elsewhere (Ray:
+    `encoders/on_ray.py`) while this process still hashes the inputs, writes the cache and the report.
     """
     rows = items_to_encode(dataset, max_items)
     if len(rows) < dataset.n_items:
@@ -81,6 +110,7 @@ def encode_dataset(
             threads=threads,
             progress=progress,
             on_batch=on_batch,
+            remote=remote,
         )
         return _widen(sliced, rows, dataset.n_items)
     config = parse_config(encoders_config)
@@ -96,7 +126,9 @@ def encode_dataset(
             )
             batch_size = getattr(modality_config, "batch_size", 16)
             kind = MODALITIES[modality].kind
-            run = _ModalityRun(modality, kind, encoder, batch_size, dataset, report, bar, on_batch)
+            run = _ModalityRun(
+                modality, kind, encoder, batch_size, dataset, report, bar, on_batch, modality_config, remote
+            )
             cache = EmbeddingCache(Path(cache_dir) / modality, encoder.fingerprint, encoder.outputs)
             outputs, mask = run.encode(raws, sources, cache)
             for output, matrix in outputs.items():
@@ -173,6 +205,8 @@ class _ModalityRun:
     report: IngestReport
     bar: Progress | None
     on_batch: BatchHook | None
+    config: Any = None
+    remote: RemoteEncode | None = None
     failed: dict[str, str] = field(default_factory=dict)  # key -> reason
 
     def encode(
@@ -187,7 +221,10 @@ class _ModalityRun:
             if key is not None and key not in cache and key not in pending:
                 pending[key] = i
         cached_before = {k for k in keys if k is not None and k in cache}
-        self._run_pending(pending, raws, cache)
+        if self.remote is None:
+            self._run_pending(pending, raws, cache)
+        elif pending:
+            self._run_remote(pending, raws, cache)
         cache.compact()
 
         outputs = {name: np.zeros((n, dim), dtype=np.float32) for name, dim in cache.outputs.items()}
@@ -249,23 +286,58 @@ class _ModalityRun:
                 self.bar.update(task, completed=position)
 
     def _store(self, batch: Sequence[tuple[str, Loaded]], cache: EmbeddingCache) -> None:
-        """Encode and cache a batch; if the network fails on it, retry item by item so one odd input
-        costs only itself."""
-        try:
-            outputs = self.encoder.encode_loaded([loaded for _, loaded in batch])
-        except Exception as exc:
-            if len(batch) == 1:
-                self.failed[batch[0][0]] = f"encoder failed: {type(exc).__name__}: {exc}"
-                return
-            for one in batch:
-                self._store([one], cache)
-            return
-        notes = {key: loaded.notes for key, loaded in batch if loaded.notes}
-        cache.put([key for key, _ in batch], outputs, notes)
+        for part in encode_batch(self.encoder, batch):
+            self._put(part, cache)
+
+    def _put(self, part: Encoded, cache: EmbeddingCache) -> None:
+        self.failed.update(part.failed)
+        if part.keys:
+            cache.put(part.keys, part.outputs, part.notes)
+
+    def _run_remote(self, pending: dict[str, int], raws: list[str | None], cache: EmbeddingCache) -> None:
+        """The pending items through `remote` (another machine's encoders): its batches are cached
+        here, as they come back, exactly as local ones are."""
+        assert self.remote is not None
+        task = (
+            self.bar.add_task(f"{self.modality} ({self.encoder.name})", total=len(pending))
+            if self.bar
+            else None
+        )
+        work = PendingWork(
+            self.modality,
+            self.kind,
+            self.config,
+            self.encoder.fingerprint,
+            self.batch_size,
+            [(key, raws[item]) for key, item in pending.items()],  # type: ignore[misc]
+        )
+        done = 0
+        for part in self.remote(work):
+            self._put(part, cache)
+            done += len(part.keys) + len(part.failed)
+            if self.on_batch is not None:
+                self.on_batch(self.modality, done, len(pending))
+            if task is not None and self.bar is not None:
+                self.bar.update(task, completed=done)
 
     def _issue(self, item: int, source: str, action: Literal["skipped", "repaired"], reason: str) -> None:
         item_id = str(self.dataset.item_ids[item])
         self.report.add(IngestIssue(self.modality, item, item_id, source, action, reason))
+
+
+def encode_batch(encoder: Encoder, batch: Sequence[tuple[str, Loaded]]) -> list[Encoded]:
+    """Encode a batch of loaded inputs; if the network fails on it, retry item by item so one odd
+    input costs only itself. One part for the batch, or one per item after a failure."""
+    if not batch:
+        return []
+    try:
+        outputs = encoder.encode_loaded([loaded for _, loaded in batch])
+    except Exception as exc:
+        if len(batch) == 1:
+            return [Encoded([], {}, {}, {batch[0][0]: f"encoder failed: {type(exc).__name__}: {exc}"})]
+        return [part for one in batch for part in encode_batch(encoder, [one])]
+    notes = {key: loaded.notes for key, loaded in batch if loaded.notes}
+    return [Encoded([key for key, _ in batch], outputs, notes)]
 
 
 @contextmanager

@@ -54,10 +54,32 @@ class ExperimentResult:
     bundle_dir: Path | None
 
 
-def encode_items(config: Config, dataset: Dataset, *, quiet: bool = False) -> EncodeResult:
-    """Encode the configured modalities into the cache (the `encode` section)."""
+def encode_items(
+    config: Config,
+    dataset: Dataset,
+    *,
+    quiet: bool = False,
+    ray_address: str | None = None,
+    ray_actors: int | None = None,
+) -> EncodeResult:
+    """Encode the configured modalities into the cache (the `encode` section); with `ray_address`,
+    the networks run on that Ray cluster (`ray_actors` actors per modality; default: one per CPU)
+    and this process writes the same cache (encoders/on_ray.py)."""
     if config.encode is None:
         raise ConfigError("the config has no `encode` section: nothing to encode")
+    if ray_address is not None:
+        from crossrec.encoders.on_ray import encode_dataset_on_ray
+
+        return encode_dataset_on_ray(
+            dataset,
+            config.encode.models,
+            config.encode.cache_dir,
+            address=ray_address,
+            concurrency=ray_actors,
+            threads=config.encode.threads,
+            progress=not quiet,
+            max_items=config.encode.max_items,
+        )
     return encode_dataset(
         dataset,
         config.encode.models,
