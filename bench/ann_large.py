@@ -48,16 +48,30 @@ def write_items(path: Path, n: int, dim: int, chunk: int) -> None:
 
 
 def exact_top(path: Path, queries: np.ndarray, k: int, chunk: int) -> np.ndarray:
+    """The exact top k by inner product, a chunk of items at a time (ties to the lower id)."""
     items = np.load(path, mmap_mode="r")
     best_ids = np.zeros((len(queries), 0), dtype=np.int64)
     best = np.zeros((len(queries), 0), dtype=np.float32)
     for start in range(0, len(items), chunk):
         scores = queries @ np.ascontiguousarray(items[start : start + chunk]).T
-        ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
-        scores, ids = np.hstack([best, scores]), np.hstack([best_ids, ids])
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        best, best_ids = np.take_along_axis(scores, top, 1), np.take_along_axis(ids, top, 1)
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        scores = np.hstack([best, np.take_along_axis(scores, part, 1)])
+        ids = np.hstack([best_ids, part + start])
+        order = _order(scores, ids)[:, :k]
+        best, best_ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
     return best_ids
+
+
+def _order(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    return np.array([np.lexsort((i, -s)) for s, i in zip(scores, ids, strict=True)])
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child(path: str, queries: np.ndarray, exact: np.ndarray, out: mp.Queue) -> None:
@@ -66,7 +80,7 @@ def child(path: str, queries: np.ndarray, exact: np.ndarray, out: mp.Queue) -> N
     faiss.omp_set_num_threads(2)
     from crossrec.serve.large_index import LargeIndex, LargeIndexSettings
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the interpreter and imports
+    baseline = _peak_rss()  # the interpreter and imports
     start = time.perf_counter()
     index = LargeIndex.build(path, LargeIndexSettings())
     build_s = time.perf_counter() - start
@@ -93,7 +107,7 @@ def child(path: str, queries: np.ndarray, exact: np.ndarray, out: mp.Queue) -> N
                 "p95_ms_single": float(np.percentile(one, 95)),
             }
         )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss()
     out.put(
         {
             "items": len(index),

@@ -22,7 +22,7 @@ from crossrec.errors import ConfigError
 
 @dataclass(frozen=True)
 class LargeIndexSettings:
-    nlist: int = 4096  # coarse cells (about sqrt(n) to 4 sqrt(n))
+    nlist: int = 2048  # coarse cells (about sqrt(n) to 4 sqrt(n); faiss wants 39 training rows per cell)
     m: int = 32  # sub-quantisers: bytes per item in the codes (d / m dimensions each)
     nbits: int = 8
     train_size: int = 100_000  # rows sampled to train both quantisers
