@@ -19,6 +19,7 @@ validation Recall@20 (seed 0), then 3 seeds; test Recall@20 / NDCG@20 overall an
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -27,17 +28,40 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
 
 from crossrec.data.loaders import load_dataset
 from crossrec.data.schema import Dataset, Split
 from crossrec.data.splits import make_split
+from crossrec.encoders.modalities import build_encoder, parse_config
+from crossrec.eval.ranking import RankingResult, evaluator_for
+from crossrec.eval.stats import mean_std, paired_test
+from crossrec.io import write_json_atomic
 from crossrec.llm.base import GenerationCache
 from crossrec.llm.profiles import Profiles, build_profiles
+from crossrec.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "movielens-small"
 CACHE = ROOT / ".cache" / "llm" / "profiles.sqlite"
+GENERATION_LOG = ROOT / ".cache" / "llm" / "profiles_generation.jsonl"
 SPARSE_FRACTION, SPARSE_KEEP, SPARSE_SEED = 0.2, 5, 0
+SEEDS = (0, 1, 2)
+WEIGHT_GRID = (0.25, 1.0, 4.0)
+# docs/results.md's LightGCN on the movielens temporal split (configs/movielens_warm_cold.yaml).
+LIGHTGCN = {
+    "embedding_dim": 64,
+    "n_layers": 2,
+    "lr": 0.005,
+    "reg_weight": 1e-4,
+    "batch_size": 2048,
+    "epochs": 200,
+    "patience": 4,
+    "eval_every": 2,
+}
+METRICS = ("recall@20", "ndcg@20")
 
 
 def sparse_user_split(dataset: Dataset) -> tuple[Split, np.ndarray]:
@@ -56,7 +80,7 @@ def sparse_user_split(dataset: Dataset) -> tuple[Split, np.ndarray]:
     return thinned, chosen
 
 
-def llm_profiles(dataset: Dataset, split: Split, llm_name: str, threads: int = 1) -> Profiles:
+def make_profiles(dataset: Dataset, split: Split, llm_name: str, threads: int = 1) -> Profiles:
     """Every user's profile: SmolLM2 through the durable cache, or the template alone (`none`)."""
     llm = None
     if llm_name == "smollm2":
@@ -71,20 +95,208 @@ def llm_profiles(dataset: Dataset, split: Split, llm_name: str, threads: int = 1
             rate = (time.perf_counter() - done["t"]) / done["n"]
             print(f"profiles {done['n']}/{total} ({source}, {rate:.2f} s each)", file=sys.stderr, flush=True)
 
-    return build_profiles(split.train, dataset.content, llm, GenerationCache(CACHE), progress=progress)
+    profiles = build_profiles(split.train, dataset.content, llm, GenerationCache(CACHE), progress=progress)
+    if llm is not None and profiles.sources.count("llm"):
+        # Fresh generations are logged, so a later run from the cache still reports what they cost.
+        GENERATION_LOG.parent.mkdir(parents=True, exist_ok=True)
+        with open(GENERATION_LOG, "a") as fh:
+            entry = {"profiles": profiles.sources.count("llm"), "seconds": profiles.seconds_of("llm")}
+            fh.write(json.dumps({"backend": llm.name, **entry}) + "\n")
+    return profiles
+
+
+def generation_cost() -> dict[str, float]:
+    """What the logged fresh generations cost, over every run that wrote to the cache."""
+    if not GENERATION_LOG.exists():
+        return {"profiles": 0, "seconds": 0.0, "seconds_per_profile": float("nan")}
+    rows = [json.loads(line) for line in GENERATION_LOG.read_text().splitlines() if line.strip()]
+    n, seconds = sum(r["profiles"] for r in rows), sum(r["seconds"] for r in rows)
+    return {"profiles": n, "seconds": seconds, "seconds_per_profile": seconds / max(1, n)}
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """The profile texts through crossrec's item text encoder (all-MiniLM-L6-v2)."""
+    encoder = build_encoder("text", parse_config({"text": {"model": "all-MiniLM-L6-v2"}}).text)
+    return np.concatenate([encoder.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+
+
+def fit(split: Split, valid, seed: int, features: np.ndarray | None, weight: float | None):  # type: ignore[no-untyped-def]
+    if features is None:
+        return build_model("lightgcn", seed=seed, **LIGHTGCN).fit(split.train, valid=valid)
+    model = build_model("lightgcn-profile", seed=seed, profile_weight=weight, **LIGHTGCN)
+    return model.fit(split.train, valid=valid, user_features=features)
+
+
+def group_means(result: RankingResult, mask: np.ndarray) -> dict[str, float]:
+    """Mean per-user metrics over the test users in `mask` (indexed by user)."""
+    keep = mask[result.users]
+    return {m: float(result.per_user[m][keep].mean()) for m in METRICS}
+
+
+def run_row(label, split, sparse, features, console):  # type: ignore[no-untyped-def]
+    """Weight on validation (seed 0), then every seed's test metrics, overall and for sparse users."""
+    valid = evaluator_for(split.valid, split.train, monitor="recall@20")
+    test = evaluator_for(split.test, split.train, split.valid)
+    grid: dict[str, float] = {}
+    first = None
+    weights = (None,) if features is None else WEIGHT_GRID
+    for weight in weights:
+        start = time.perf_counter()
+        model = fit(split, valid, SEEDS[0], features, weight)
+        score = valid.evaluate(model).metrics["recall@20"]
+        grid[str(weight)] = score
+        console.print(
+            f"{label} weight {weight}: valid R@20 {score:.4f} ({time.perf_counter() - start:.0f} s)"
+        )
+        if first is None or score > first[1]:
+            first = (weight, score, model)
+    assert first is not None
+    chosen, valid_score, model = first
+    seeds, per_user = [], {m: [] for m in METRICS}
+    for seed in SEEDS:
+        if seed != SEEDS[0]:
+            model = fit(split, valid, seed, features, chosen)
+        result = test.evaluate(model)  # the test split, read once per seed
+        row = {"seed": seed, "best_epoch": model.best_epoch}
+        row.update({f"all_{m}": result.metrics[m] for m in METRICS})
+        row.update({f"sparse_{m}": v for m, v in group_means(result, sparse).items()})
+        row.update({f"rest_{m}": v for m, v in group_means(result, ~sparse).items()})
+        seeds.append(row)
+        for m in METRICS:
+            per_user[m].append(result.per_user[m])
+        console.print(label, row)
+    users = result.users
+    return {
+        "label": label,
+        "profile_weight": chosen,
+        "valid_recall@20_by_weight": grid,
+        "valid_recall@20": valid_score,
+        "seeds": seeds,
+        "summary": mean_std(
+            [{k: v for k, v in r.items() if k != "seed" and k != "best_epoch"} for r in seeds]
+        ),
+        "_per_user": {m: np.mean(per_user[m], axis=0) for m in METRICS},
+        "_users": users,
+    }
+
+
+def paired(rows: dict, better: str, worse: str, sparse: np.ndarray) -> list[dict]:
+    """One-sided paired tests over test users (each user's value averaged over seeds)."""
+    a, b = rows[better], rows[worse]
+    assert np.array_equal(a["_users"], b["_users"])
+    out = []
+    for group, mask in (("all", np.ones_like(sparse)), ("sparse", sparse)):
+        keep = mask[a["_users"]]
+        for m in METRICS:
+            test = paired_test(m, better, a["_per_user"][m][keep], worse, b["_per_user"][m][keep])
+            out.append({"group": group, **test.to_dict()})
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--llm",
+        choices=("smollm2", "none"),
+        default="smollm2",
+        help="none: template profiles only (no language model row)",
+    )
     parser.add_argument("--generate-only", action="store_true", help="write the LLM profiles, then stop")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "llm_profiles.json")
     args = parser.parse_args()
+    torch.set_num_threads(2)
+    console = Console(width=150)
     dataset = load_dataset("movielens", args.data)
-    split, _ = sparse_user_split(dataset)
+    split, chosen = sparse_user_split(dataset)
     if args.generate_only:
-        profiles = llm_profiles(dataset, split, "smollm2")
-        print(profiles.counts(), f"{profiles.seconds:.0f} s")
+        profiles = make_profiles(dataset, split, "smollm2")
+        console.print(profiles.counts(), f"{sum(profiles.seconds):.0f} s")
         return
+    sparse = np.zeros(split.n_users, dtype=bool)
+    sparse[chosen] = True
+    n_train = np.bincount(split.train.user, minlength=split.n_users)
+    assert (n_train[sparse] <= SPARSE_KEEP).all() and (n_train[~sparse] > SPARSE_KEEP).all()
+
+    sources = {"template": make_profiles(dataset, split, "none")}
+    if args.llm != "none":
+        sources["smollm2"] = make_profiles(dataset, split, args.llm)
+    rows: dict[str, dict] = {}
+    rows["lightgcn"] = run_row("lightgcn", split, sparse, None, console)
+    profile_info = {}
+    for name, profiles in sources.items():
+        start = time.perf_counter()
+        features = embed(profiles.texts)
+        label = f"lightgcn + {name} profiles"
+        profile_info[name] = {
+            "counts": profiles.counts(),
+            "share_llm": profiles.share("llm") + profiles.share("cache"),
+            "share_template": profiles.share("template"),
+            "template_reasons": sorted({r for r in profiles.reasons.values()}),
+            "seconds_this_run": sum(profiles.seconds),
+            "embed_seconds": time.perf_counter() - start,
+            "examples": {int(u): profiles.texts[u] for u in (*chosen[:3], *np.flatnonzero(~sparse)[:2])},
+        }
+        rows[label] = run_row(label, split, sparse, features, console)
+    if "smollm2" in sources:
+        profile_info["smollm2"]["generation"] = generation_cost()
+
+    tests = []
+    labels = list(rows)
+    for label in labels[1:]:
+        tests += paired(rows, label, "lightgcn", sparse)
+    if len(labels) == 3:
+        tests += paired(rows, labels[2], labels[1], sparse)
+
+    table = Table(
+        title=f"LightGCN with and without user profiles (movielens temporal, {sparse.sum()} users cut to "
+        f"{SPARSE_KEEP} training ratings; test, {len(SEEDS)} seeds)"
+    )
+    for col in ("model", "weight", "valid R@20", "R@20 all", "N@20 all", "R@20 <=5", "N@20 <=5"):
+        table.add_column(col)
+    for label, row in rows.items():
+        s = row["summary"]
+        cells = [
+            f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}"
+            for k in ("all_recall@20", "all_ndcg@20", "sparse_recall@20", "sparse_ndcg@20")
+        ]
+        weight = "-" if row["profile_weight"] is None else f"{row['profile_weight']:g}"
+        table.add_row(label, weight, f"{row['valid_recall@20']:.4f}", *cells)
+    console.print(table)
+    table = Table(title="paired one-sided tests over test users (per-user mean over seeds)")
+    for col in ("better?", "than", "group", "metric", "mean diff", "t p", "Wilcoxon p"):
+        table.add_column(col)
+    for t in tests:
+        table.add_row(
+            t["better"],
+            t["worse"],
+            t["group"],
+            t["metric"],
+            f"{t['mean_difference']:+.4f}",
+            f"{t['p_value_t']:.3g}",
+            f"{t['p_value_wilcoxon']:.3g}",
+        )
+    console.print(table)
+    command = "python bench/llm_profiles.py" + (" --llm none" if args.llm == "none" else "")
+    write_json_atomic(
+        args.out,
+        {
+            "command": command,
+            "split": {
+                **split.summary(),
+                "sparse_users": int(sparse.sum()),
+                "sparse_keep": SPARSE_KEEP,
+                "sparse_seed": SPARSE_SEED,
+                "test_users": len(rows["lightgcn"]["_users"]),
+            },
+            "model_params": LIGHTGCN,
+            "weight_grid": WEIGHT_GRID,
+            "seeds": SEEDS,
+            "profiles": profile_info,
+            "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows.values()],
+            "paired_tests": tests,
+        },
+    )
 
 
 if __name__ == "__main__":

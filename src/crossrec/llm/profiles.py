@@ -56,7 +56,7 @@ class Profiles:
 
     texts: list[str]
     sources: list[str]
-    seconds: float
+    seconds: list[float]  # per user: the model's time for "llm", a look-up for "cache"
     reasons: dict[int, str] = field(default_factory=dict)  # why the template answered, by user
 
     def counts(self) -> dict[str, int]:
@@ -64,6 +64,10 @@ class Profiles:
 
     def share(self, source: str) -> float:
         return self.sources.count(source) / max(1, len(self.sources))
+
+    def seconds_of(self, source: str) -> float:
+        """Total seconds spent on the profiles `source` wrote."""
+        return float(sum(t for t, s in zip(self.seconds, self.sources, strict=True) if s == source))
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -151,13 +155,17 @@ def build_profiles(
     through `Guarded`, so cached answers cost nothing and a failing model falls back per user."""
     histories = user_histories(train, content, settings)
     wanted = set(range(train.n_users)) if users is None else {int(u) for u in users}
-    texts, sources, reasons = [], [], {}
-    start = time.perf_counter()
+    texts: list[str] = []
+    sources: list[str] = []
+    seconds: list[float] = []
+    reasons: dict[int, str] = {}
     for user, history in enumerate(histories):
         template = template_profile(history)
+        start = time.perf_counter()
         if user not in wanted or history.n_interactions == 0:
             texts.append(template)
             sources.append("template")
+            seconds.append(0.0)
             reasons[user] = "not requested" if user not in wanted else "no training history"
             continue
         request = Request(
@@ -175,6 +183,7 @@ def build_profiles(
         else:
             texts.append(text)
             sources.append(answer.source)
+        seconds.append(time.perf_counter() - start)
         if progress is not None:
             progress(user, train.n_users, sources[-1])
-    return Profiles(texts, sources, time.perf_counter() - start, reasons)
+    return Profiles(texts, sources, seconds, reasons)
