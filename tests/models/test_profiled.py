@@ -18,8 +18,8 @@ def _features(n_users: int, seed: int = 0) -> np.ndarray:
 
 
 def _fit(split, features, **params):
-    model = build_model("lightgcn-profile", embedding_dim=16, n_layers=2, lr=0.01, epochs=4, seed=0, **params)
-    return model.fit(split.train, user_features=features)
+    params = {"embedding_dim": 16, "n_layers": 2, "lr": 0.01, "epochs": 4, "seed": 0, **params}
+    return build_model("lightgcn-profile", **params).fit(split.train, user_features=features)
 
 
 def test_only_the_profiled_model_declares_user_features():
@@ -28,7 +28,7 @@ def test_only_the_profiled_model_declares_user_features():
 
 def test_scores_follow_the_user_features(tiktok_slice):
     features = _features(tiktok_slice.n_users)
-    model = _fit(tiktok_slice, features)
+    model = _fit(tiktok_slice, features, profile_weight=1.0, align_weight=0.0)
     users = np.arange(5)
     before = model.score(users).clone()
     changed = features.copy()
@@ -39,7 +39,7 @@ def test_scores_follow_the_user_features(tiktok_slice):
     model.set_user_features(features)
     torch.testing.assert_close(model.score(users), before)
     # A weight of 0 ignores the profile: the same user scores whatever its row says.
-    off = _fit(tiktok_slice, features, profile_weight=0.0)
+    off = _fit(tiktok_slice, features, profile_weight=0.0, align_weight=0.0)
     first = off.score(users).clone()
     off.set_user_features(changed)
     torch.testing.assert_close(off.score(users), first)
@@ -51,12 +51,35 @@ def test_profile_vectors_are_the_embedding_of_a_user_without_interactions(tiktok
     model = _fit(split, features)
     user = 3
     without = split.train.select(split.train.user != user)
-    lonely = build_model("lightgcn-profile", embedding_dim=16, n_layers=2, lr=0.01, epochs=4, seed=0)
+    lonely = build_model(
+        "lightgcn-profile", embedding_dim=16, n_layers=2, lr=0.01, epochs=4, seed=0, profile_weight=1.0
+    )
     lonely.fit(without, user_features=features)
     ids = lonely._ids().user.detach()[user] / 3  # its id vector is never trained: only the init is there
     expected = lonely.profile_vectors(features[user : user + 1])[0] + ids.numpy()
     np.testing.assert_allclose(lonely.user_vectors()[user], expected, atol=1e-5)
-    assert model.profile_vectors(features[:4]).shape == (4, 16)
+    aligned = model.profile_vectors(features[:4])  # aligned only: the alignment's projection
+    assert aligned.shape == (4, 16) and np.isfinite(aligned).all()
+    np.testing.assert_allclose(
+        np.linalg.norm(aligned, axis=1), np.median(np.linalg.norm(model.user_vectors(), axis=1)), rtol=1e-3
+    )
+
+
+def test_alignment_pulls_users_towards_their_own_profiles(tiktok_slice):
+    """With the InfoNCE term, a user's final vector is closer (cosine, through the alignment's
+    projection) to its own profile than to the other users' profiles; without it, not."""
+    features = _features(tiktok_slice.n_users)
+
+    def own_minus_others(model) -> float:
+        users = torch.nn.functional.normalize(torch.as_tensor(model.user_vectors()), dim=1)
+        said = torch.nn.functional.normalize(torch.as_tensor(model.profile_vectors(features)), dim=1)
+        sims = users @ said.T
+        return float(sims.diagonal().mean() - sims.mean())
+
+    aligned = _fit(tiktok_slice, features, align_weight=0.5, epochs=6)
+    plain = _fit(tiktok_slice, features, align_weight=0.0, epochs=6)
+    plain.align_weight = 0.5  # read its (untrained) alignment projection the same way
+    assert own_minus_others(aligned) > 0.3 and abs(own_minus_others(plain)) < 0.05
 
 
 def test_fits_save_and_load_with_the_features(tiktok_slice, tmp_path):
