@@ -107,6 +107,13 @@ def make_profiles(dataset: Dataset, split: Split, llm_name: str, threads: int = 
     return profiles
 
 
+def wait_for(pid: int, console: Console) -> None:
+    """Let a running `--generate-only` process finish filling the cache instead of racing it."""
+    console.print(f"waiting for process {pid} (the profile generation) to finish")
+    while Path(f"/proc/{pid}").exists():
+        time.sleep(10)
+
+
 def generation_cost() -> dict[str, float]:
     """What the logged fresh generations cost, over every run that wrote to the cache."""
     if not GENERATION_LOG.exists():
@@ -205,12 +212,18 @@ def main() -> None:
         default="smollm2",
         help="none: template profiles only (no language model row)",
     )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--wait-pid",
+        type=int,
+        help="before the LLM's profiles, wait for this process (a --generate-only run)",
+    )
     parser.add_argument("--generate-only", action="store_true", help="write the LLM profiles, then stop")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "llm_profiles.json")
     args = parser.parse_args()
     from machine import machine_facts
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     started, load_before = time.time(), os.getloadavg()
     console = Console(width=150)
     dataset = load_dataset("movielens", args.data)
@@ -224,16 +237,17 @@ def main() -> None:
     n_train = np.bincount(split.train.user, minlength=split.n_users)
     assert (n_train[sparse] <= SPARSE_KEEP).all() and (n_train[~sparse] > SPARSE_KEEP).all()
 
-    sources = {"template": make_profiles(dataset, split, "none")}
-    if args.llm != "none":
-        sources["smollm2"] = make_profiles(dataset, split, args.llm)
+    names = ["template"] + ([args.llm] if args.llm != "none" else [])
     rows: dict[str, dict] = {}
     rows["lightgcn"] = run_row("lightgcn", split, sparse, None, console)
     noise = np.random.default_rng(0).normal(size=(split.n_users, 384)).astype(np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     rows["lightgcn + random vectors"] = run_row("lightgcn + random vectors", split, sparse, noise, console)
     profile_info = {}
-    for name, profiles in sources.items():
+    for name in names:
+        if name != "template" and args.wait_pid:
+            wait_for(args.wait_pid, console)
+        profiles = make_profiles(dataset, split, name)
         start = time.perf_counter()
         features = embed(profiles.texts)
         label = f"lightgcn + {name} profiles"
@@ -247,7 +261,7 @@ def main() -> None:
             "examples": {int(u): profiles.texts[u] for u in (*chosen[:3], *np.flatnonzero(~sparse)[:2])},
         }
         rows[label] = run_row(label, split, sparse, features, console)
-    if "smollm2" in sources:
+    if "smollm2" in names:
         profile_info["smollm2"]["generation"] = generation_cost()
 
     tests = []
@@ -288,7 +302,7 @@ def main() -> None:
             f"{t['p_value_wilcoxon']:.3g}",
         )
     console.print(table)
-    command = "python bench/llm_profiles.py" + (" --llm none" if args.llm == "none" else "")
+    command = " ".join(["python bench/llm_profiles.py", *sys.argv[1:]])
     write_json_atomic(
         args.out,
         {
