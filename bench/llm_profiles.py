@@ -21,6 +21,7 @@ the users with <= 5 training interactions; one-sided paired tests over users.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -48,6 +49,7 @@ from crossrec.models import build_model
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "movielens-small"
 CACHE = ROOT / ".cache" / "llm" / "profiles.sqlite"
+ROW_STORE = ROOT / ".cache" / "llm" / "rows"
 GENERATION_LOG = ROOT / ".cache" / "llm" / "profiles_generation.jsonl"
 SPARSE_FRACTION, SPARSE_KEEP, SPARSE_SEED = 0.2, 5, 0
 SEEDS = (0, 1, 2)
@@ -190,6 +192,30 @@ def run_row(label, split, sparse, features, console):  # type: ignore[no-untyped
     }
 
 
+def stored_row(label, split, sparse, features, console):  # type: ignore[no-untyped-def]
+    """`run_row`, kept under .cache/llm/rows by everything that shapes it (settings, split, feature
+    bytes), so a rerun after an interruption reuses finished rows instead of reading test again."""
+    key = hashlib.sha256(
+        json.dumps([label, LIGHTGCN, WEIGHT_GRID, SEEDS, split.summary(), SPARSE_SEED]).encode()
+        + (b"" if features is None else features.tobytes())
+    ).hexdigest()[:16]
+    path = ROW_STORE / f"{key}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            row = json.loads(str(z["row"]))
+            row["_per_user"] = {m: z[f"per_user_{m}"] for m in METRICS}
+            row["_users"] = z["users"]
+        row["reused_from"] = path.name  # computed (its test read) by an earlier, interrupted run
+        console.print(f"{label}: reused the finished row {path.name}")
+        return row
+    row = run_row(label, split, sparse, features, console)
+    ROW_STORE.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in row.items() if not k.startswith("_")}
+    arrays = {f"per_user_{m}": row["_per_user"][m] for m in METRICS}
+    np.savez(path, row=np.array(json.dumps(public)), users=row["_users"], **arrays)
+    return row
+
+
 def paired(rows: dict, better: str, worse: str, sparse: np.ndarray) -> list[dict]:
     """One-sided paired tests over test users (each user's value averaged over seeds)."""
     a, b = rows[better], rows[worse]
@@ -239,10 +265,10 @@ def main() -> None:
 
     names = ["template"] + ([args.llm] if args.llm != "none" else [])
     rows: dict[str, dict] = {}
-    rows["lightgcn"] = run_row("lightgcn", split, sparse, None, console)
+    rows["lightgcn"] = stored_row("lightgcn", split, sparse, None, console)
     noise = np.random.default_rng(0).normal(size=(split.n_users, 384)).astype(np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    rows["lightgcn + random vectors"] = run_row("lightgcn + random vectors", split, sparse, noise, console)
+    rows["lightgcn + random vectors"] = stored_row("lightgcn + random vectors", split, sparse, noise, console)
     profile_info = {}
     for name in names:
         if name != "template" and args.wait_pid:
@@ -260,7 +286,7 @@ def main() -> None:
             "embed_seconds": time.perf_counter() - start,
             "examples": {int(u): profiles.texts[u] for u in (*chosen[:3], *np.flatnonzero(~sparse)[:2])},
         }
-        rows[label] = run_row(label, split, sparse, features, console)
+        rows[label] = stored_row(label, split, sparse, features, console)
     if "smollm2" in names:
         profile_info["smollm2"]["generation"] = generation_cost()
 
