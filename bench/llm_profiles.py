@@ -42,7 +42,7 @@ from crossrec.encoders.modalities import build_encoder, parse_config
 from crossrec.eval.ranking import RankingResult, evaluator_for
 from crossrec.eval.stats import mean_std, paired_test
 from crossrec.io import write_json_atomic
-from crossrec.llm.base import GenerationCache
+from crossrec.llm.base import LLM, GenerationCache, Request
 from crossrec.llm.profiles import Profiles, build_profiles
 from crossrec.models import build_model
 
@@ -84,10 +84,27 @@ def sparse_user_split(dataset: Dataset) -> tuple[Split, np.ndarray]:
     return thinned, chosen
 
 
-def make_profiles(dataset: Dataset, split: Split, llm_name: str, threads: int = 1) -> Profiles:
+class CachedOnly(LLM):
+    """SmolLM2's cache entries without the model: a profile not generated yet gets the template."""
+
+    def __init__(self) -> None:
+        from crossrec.encoders.registry import resolve
+        from crossrec.llm.backends import SMOLLM2
+
+        self.name = f"llama.cpp:{resolve(SMOLLM2.name).weights.name}"  # LlamaCppBackend's name
+
+    def complete(self, request: Request) -> str:
+        raise RuntimeError("not generated before the deadline (--cached-only)")
+
+
+def make_profiles(
+    dataset: Dataset, split: Split, llm_name: str, threads: int = 1, cached_only: bool = False
+) -> Profiles:
     """Every user's profile: SmolLM2 through the durable cache, or the template alone (`none`)."""
-    llm = None
-    if llm_name == "smollm2":
+    llm: LLM | None = None
+    if llm_name == "smollm2" and cached_only:
+        llm = CachedOnly()
+    elif llm_name == "smollm2":
         from crossrec.llm.backends import LlamaCppBackend
 
         llm = LlamaCppBackend(threads=threads)
@@ -244,6 +261,11 @@ def main() -> None:
         type=int,
         help="before the LLM's profiles, wait for this process (a --generate-only run)",
     )
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="LLM profiles from the cache only; the template for the rest",
+    )
     parser.add_argument("--generate-only", action="store_true", help="write the LLM profiles, then stop")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "llm_profiles.json")
     args = parser.parse_args()
@@ -273,7 +295,7 @@ def main() -> None:
     for name in names:
         if name != "template" and args.wait_pid:
             wait_for(args.wait_pid, console)
-        profiles = make_profiles(dataset, split, name)
+        profiles = make_profiles(dataset, split, name, cached_only=args.cached_only)
         start = time.perf_counter()
         features = embed(profiles.texts)
         label = f"lightgcn + {name} profiles"
