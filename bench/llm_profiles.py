@@ -98,7 +98,12 @@ class CachedOnly(LLM):
 
 
 def make_profiles(
-    dataset: Dataset, split: Split, llm_name: str, threads: int = 1, cached_only: bool = False
+    dataset: Dataset,
+    split: Split,
+    llm_name: str,
+    threads: int = 1,
+    cached_only: bool = False,
+    users: np.ndarray | None = None,
 ) -> Profiles:
     """Every user's profile: SmolLM2 through the durable cache, or the template alone (`none`)."""
     llm: LLM | None = None
@@ -108,22 +113,25 @@ def make_profiles(
         from crossrec.llm.backends import LlamaCppBackend
 
         llm = LlamaCppBackend(threads=threads)
-    done = {"n": 0, "t": time.perf_counter()}
+    done = {"n": 0, "t": time.perf_counter(), "last": time.perf_counter()}
 
     def progress(user: int, total: int, source: str) -> None:
+        now = time.perf_counter()
+        if source == "llm":
+            # Each fresh generation is logged as it finishes, so a later run from the cache (or an
+            # interrupted one) still reports what generation cost.
+            GENERATION_LOG.parent.mkdir(parents=True, exist_ok=True)
+            with open(GENERATION_LOG, "a") as fh:
+                entry = {"backend": llm.name if llm else None, "profiles": 1, "seconds": now - done["last"]}
+                fh.write(json.dumps({**entry, "load_avg": os.getloadavg()[0]}) + "\n")
         done["n"] += 1
+        done["last"] = now
         if done["n"] % 20 == 0:
-            rate = (time.perf_counter() - done["t"]) / done["n"]
+            rate = (now - done["t"]) / done["n"]
             print(f"profiles {done['n']}/{total} ({source}, {rate:.2f} s each)", file=sys.stderr, flush=True)
 
-    profiles = build_profiles(split.train, dataset.content, llm, GenerationCache(CACHE), progress=progress)
-    if llm is not None and profiles.sources.count("llm"):
-        # Fresh generations are logged, so a later run from the cache still reports what they cost.
-        GENERATION_LOG.parent.mkdir(parents=True, exist_ok=True)
-        with open(GENERATION_LOG, "a") as fh:
-            entry = {"profiles": profiles.sources.count("llm"), "seconds": profiles.seconds_of("llm")}
-            fh.write(json.dumps({"backend": llm.name, **entry}) + "\n")
-    return profiles
+    cache = GenerationCache(CACHE)
+    return build_profiles(split.train, dataset.content, llm, cache, users=users, progress=progress)
 
 
 def wait_for(pid: int, console: Console) -> None:
@@ -276,7 +284,8 @@ def main() -> None:
     console = Console(width=150)
     dataset = load_dataset("movielens", args.data)
     split, chosen = sparse_user_split(dataset)
-    if args.generate_only:
+    if args.generate_only:  # the sparse users first: their rows matter most if time runs out
+        make_profiles(dataset, split, "smollm2", users=chosen)
         profiles = make_profiles(dataset, split, "smollm2")
         console.print(profiles.counts(), f"{sum(profiles.seconds):.0f} s")
         return
