@@ -15,6 +15,7 @@ from crossrec.models.itemknn import ItemKNN
 from crossrec.models.lightgcn import LightGCN
 from crossrec.models.mostpop import MostPop
 from crossrec.models.neural import NeuralRecommender
+from crossrec.models.profiled import ProfiledLightGCN
 from crossrec.models.vbpr import VBPR
 from crossrec.registry import Registry
 
@@ -24,6 +25,7 @@ for _name, _cls in {
     "itemknn": ItemKNN,
     "bpr": BPRMF,
     "lightgcn": LightGCN,
+    "lightgcn-profile": ProfiledLightGCN,
     "contentknn": ContentKNN,
     "vbpr": VBPR,
     "freedom": FREEDOM,
@@ -71,6 +73,7 @@ __all__ = [
     "LightGCN",
     "MostPop",
     "NeuralRecommender",
+    "ProfiledLightGCN",
     "Recommender",
     "Validator",
     "build_model",

@@ -5,6 +5,8 @@ Ranking, evaluation, serving and ANN search are built on `score` (and on `user_v
 capabilities serve live traffic and cold start without retraining, each declared by a flag:
 `can_fold_in` (a user vector from an interaction history, as implicit's recalculate_user does for
 ALS) and `can_embed_content` (an item vector from item features, for an item the model never saw).
+A third flag, `uses_user_features`, marks a model whose `fit` also takes `user_features`: one float32
+row per user index (e.g. an embedded text profile of the user's taste, crossrec.llm.profiles).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ class Recommender(ABC):
     default_overrides: ClassVar[dict[str, Any]] = {}
     can_fold_in: ClassVar[bool] = False
     can_embed_content: ClassVar[bool] = False
+    # When True, `fit(..., user_features=matrix)` takes a (n_users, d) float32 matrix of user-side
+    # features (zero rows where a user has none) and `set_user_features` swaps it before scoring.
+    uses_user_features: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.n_users = 0
@@ -159,6 +164,21 @@ class Recommender(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def check_user_features(matrix: np.ndarray | None, n_users: int, width: int | None = None) -> np.ndarray:
+    """A user feature matrix as float32, one finite row per user (the rows are user indices, so a
+    wrong row count would misalign users silently)."""
+    if matrix is None:
+        raise ConfigError("this model needs user_features: a (n_users, d) matrix, e.g. embedded profiles")
+    mat = np.asarray(matrix, dtype=np.float32)
+    if mat.ndim != 2 or mat.shape[0] != n_users:
+        raise ConfigError(f"user_features must be ({n_users}, d), got shape {mat.shape}")
+    if width is not None and mat.shape[1] != width:
+        raise ConfigError(f"user_features must have {width} columns (as at fit), got {mat.shape[1]}")
+    if not np.isfinite(mat).all():
+        raise ConfigError("user_features hold NaN or infinity")
+    return mat
 
 
 class EmbeddingRecommender(Recommender):
