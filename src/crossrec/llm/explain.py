@@ -35,14 +35,14 @@ SYSTEM = (
 EXAMPLES: tuple[tuple[str, str], ...] = (
     ("[G1] a genre you like: horror. [L1] a {noun} you liked, close in story: Alien (1979).",
      "a strong [G1] pick for anyone who enjoyed [L1]."),
-    ("[L1] a {noun} you liked, close in story: Heat (1995). [T1] a tag you use: heist. "
+    ("[L1] a {noun} you liked, close in story: Heat (1995). [T1] a tag of {noun}s you liked: heist. "
      "[P] popularity: ranked 40 of 9742.",
      "since [L1] worked for you, this [T1] story should too, and it is [P]."),
     ("[G1] a genre you like: comedy. [G2] a genre you like: romance.",
      "it blends [G1] and [G2], two kinds of {noun} you keep coming back to."),
-    ("[L1] a {noun} you liked, close in poster: Fargo (1996). [T1] a tag you use: dark comedy.",
-     "it looks a lot like [L1], and it has the [T1] side you tag so often."),
-    ("[T1] a tag you use: time travel. [L1] a {noun} you liked, close in story: Looper (2012).",
+    ("[L1] a {noun} you liked, close in poster: Fargo (1996). [T1] a tag of {noun}s you liked: dark comedy.",
+     "it looks a lot like [L1], and it has the [T1] side of the {noun}s you liked."),
+    ("[T1] a tag of {noun}s you liked: time travel. [L1] a {noun} you liked, close in story: Looper (2012).",
      "fans of [L1] tend to enjoy this one, and it brings the [T1] you like."),
     ("[G1] a genre you like: animation. [P] popularity: ranked 12 of 9742.",
      "a [G1] title that many people watch: it is [P]."),
@@ -117,10 +117,10 @@ def facts_to_cite(facts: Mapping[str, Any], *, per_kind: int = 2, noun: str = "i
     shared = facts.get("shared") or {}
     for kind, field_name, letter, note in (
         ("genre", "genres", "G", "a genre you like"),
-        ("tag", "tags", "T", "a tag you use"),
+        ("tag", "tags", "T", "a tag of {noun}s you liked"),
     ):
         terms = [t for t in shared.get(field_name, []) if 0 < len(t.split()) <= 4][:per_kind]
-        out += [Fact(f"{letter}{i + 1}", kind, term, note) for i, term in enumerate(terms)]
+        out += [Fact(f"{letter}{i + 1}", kind, term, note.format(noun=noun)) for i, term in enumerate(terms)]
     seen: set[str] = {str(facts.get("item_id"))}
     liked = 0
     for modality, nearest in (facts.get("nearest_liked") or {}).items():
