@@ -50,3 +50,10 @@ def _model_artifacts_in_a_temp_dir(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("CROSSREC_MODEL_CACHE")
     else:
         os.environ["CROSSREC_MODEL_CACHE"] = previous
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start a Ray cluster run last: Ray leaves threads in this process after
+    `ray.shutdown()`, and CPython 3.11 fails ("AST constructor recursion depth mismatch") when one
+    of them builds an AST while a later test imports a module that pytest rewrites."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)

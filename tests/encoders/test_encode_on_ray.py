@@ -24,7 +24,7 @@ from ray_cluster import IP, loopback_cluster, node_processes  # noqa: E402
 
 from crossrec.encoders.on_ray import encode_dataset_on_ray  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 CONFIG = {"text": {"batch_size": 32}, "image": {"batch_size": 12}, "audio": None}
 

@@ -15,7 +15,7 @@ from crossrec.models import build_model
 ray = pytest.importorskip("ray")
 from ray_cluster import IP, loopback_cluster  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_sharded_evaluation_and_top_k_equal_the_local_path(shared_data):

@@ -17,7 +17,7 @@ from crossrec.report.summary import RunSummary
 ray = pytest.importorskip("ray")
 from ray_cluster import IP, loopback_cluster, node_processes  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +61,17 @@ def _numbers(result) -> dict:
     }
 
 
-def test_units_on_the_cluster_match_the_local_executor(shared_data, tmp_path, cluster):
-    local = run_experiment(_config(shared_data, tmp_path, "local"), quiet=True)
+@pytest.fixture(scope="module")
+def local(shared_data, tmp_path_factory):
+    return _numbers(
+        run_experiment(_config(shared_data, tmp_path_factory.mktemp("local"), "local"), quiet=True)
+    )
+
+
+def test_units_on_the_cluster_match_the_local_executor(shared_data, tmp_path, cluster, local):
     remote = run_experiment(_config(shared_data, tmp_path, "ray"), quiet=True, executor=RayExecutor())
-    assert _numbers(remote) == _numbers(local)
-    assert _numbers(local)["bpr"]["runs"] and len(_numbers(local)["bpr"]["trials"]) == 2
+    assert _numbers(remote) == local
+    assert local["bpr"]["runs"] and len(local["bpr"]["trials"]) == 2
 
 
 def test_a_worker_killed_mid_run_is_retried_and_nothing_is_lost_or_counted_twice(
@@ -97,6 +103,6 @@ def test_a_worker_killed_mid_run_is_retried_and_nothing_is_lost_or_counted_twice
     )
     killer.join()
     assert killed, "no running unit was found to kill"
-    assert _numbers(remote) == _numbers(local)
+    assert _numbers(remote) == local
     units = sorted(p.name for p in (remote.run_dir / "units").glob("*.json"))
     assert len(units) == len(set(units)) == 2 + 3  # two trials and three seeds, each recorded once

@@ -17,7 +17,7 @@ from ray_cluster import IP, loopback_cluster
 
 from crossrec.models.data_parallel import fit_data_parallel
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 PARAMS = {"epochs": 4, "embedding_dim": 32, "lr": 0.01, "eval_every": 2, "patience": 10, "quiet": True}
 
 
