@@ -11,18 +11,15 @@ from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
+import ray  # a dev dependency: these tests never skip
 import yaml
+from ray_cluster import IP, loopback_cluster, node_processes
 from typer.testing import CliRunner
 
 from crossrec.cli import app
 from crossrec.data.loaders import load_dataset
 from crossrec.encoders.build import content_subset, encode_dataset, items_to_encode
-
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
-from ray_cluster import IP, loopback_cluster, node_processes  # noqa: E402
-
-from crossrec.encoders.on_ray import encode_dataset_on_ray  # noqa: E402
+from crossrec.encoders.on_ray import encode_dataset_on_ray
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import ray  # a dev dependency: these tests never skip
+from ray_cluster import IP, loopback_cluster
 
 from crossrec.data.loaders import load_dataset
 from crossrec.data.splits import make_split
 from crossrec.eval.ranking import evaluator_for
 from crossrec.eval.sharded import batch_top_k, evaluate_sharded, top_k_sharded
 from crossrec.models import build_model
-
-ray = pytest.importorskip("ray")
-from ray_cluster import IP, loopback_cluster  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

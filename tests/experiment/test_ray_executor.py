@@ -9,13 +9,12 @@ import threading
 import time
 
 import pytest
+import ray  # a dev dependency: these tests never skip
+from ray_cluster import IP, loopback_cluster, node_processes
 
 from crossrec.experiment import run_experiment
 from crossrec.experiment.executor import RayExecutor
 from crossrec.report.summary import RunSummary
-
-ray = pytest.importorskip("ray")
-from ray_cluster import IP, loopback_cluster, node_processes  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -75,10 +74,9 @@ def test_units_on_the_cluster_match_the_local_executor(shared_data, tmp_path, cl
 
 
 def test_a_worker_killed_mid_run_is_retried_and_nothing_is_lost_or_counted_twice(
-    shared_data, tmp_path, cluster
+    shared_data, tmp_path, cluster, local
 ):
     _, tmp = cluster
-    local = run_experiment(_config(shared_data, tmp_path, "local"), quiet=True)
     killed: list[int] = []
 
     def kill_one_running_unit() -> None:

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import ray
+from ray_cluster import IP, loopback_cluster
 
 from crossrec.data.loaders import load_dataset
 from crossrec.data.splits import make_split
 from crossrec.eval.ranking import evaluator_for
 from crossrec.models import build_model
-
-pytest.importorskip("ray.train.torch")
-import ray
-from ray_cluster import IP, loopback_cluster
-
 from crossrec.models.data_parallel import fit_data_parallel
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
