@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
+from scipy.stats import ttest_rel
 
 from crossrec.config import load_config
 from crossrec.data.features import as_feature_set
@@ -211,6 +212,20 @@ def evaluate(args: argparse.Namespace) -> None:
         dataset = replace(dataset, content=content)
         fields.append(FIELD)
         part["enrichment"] = counts
+        text = dataset.content.text
+        test_items = set(np.intersect1d(split.cold_items, split.test.item).tolist())
+        part["generated"] = [
+            {
+                "item": r.item,
+                "movieId": int(dataset.item_ids[r.item]),
+                "cold_test": r.item in test_items,
+                "input": {f: text[f][r.item] for f in ("title", "genres", "tags")},
+                "proposed": list(r.proposed),
+                "kept": list(r.keywords),
+            }
+            for r in results
+            if r.source == "cache"
+        ]
         console.print(counts)
     start = time.perf_counter()
     features = features_for(dataset, fields)
@@ -288,8 +303,8 @@ def report(args: argparse.Namespace) -> None:
     console = Console()
     parts = {v: json.loads((args.parts / f"{v}.json").read_text()) for v in ("plain", "enriched")}
     users = {v: np.load(args.parts / f"{v}_per_user.npz") for v in parts}
-    models = [r["model"] for r in parts["plain"]["rows"] if r["seed"] == parts["plain"]["rows"][0]["seed"]]
-    models = list(dict.fromkeys(r["model"] for r in parts["plain"]["rows"]))
+    enriched_models = {r["model"] for r in parts["enriched"]["rows"]}
+    models = [m for m in dict.fromkeys(r["model"] for r in parts["plain"]["rows"]) if m in enriched_models]
     summary, tests = [], []
     for name in models:
         entry: dict = {"model": name}
@@ -313,15 +328,25 @@ def report(args: argparse.Namespace) -> None:
                 a = np.mean([users["enriched"][f"{name}/{s}/{where}/{metric}"] for s in seeds], axis=0)
                 b = np.mean([users["plain"][f"{name}/{s}/{where}/{metric}"] for s in seeds], axis=0)
                 test = paired_test(f"{metric} among {where}", f"{name}+enriched", a, f"{name}", b)
+                two_sided = float(ttest_rel(a, b).pvalue) if not np.allclose(a, b) else 1.0
                 tests.append(
-                    {**test.__dict__, "model": name, "where": where, "metric": metric, "seeds": seeds}
+                    {
+                        **test.__dict__,
+                        "p_value_t_two_sided": two_sided,
+                        "model": name,
+                        "where": where,
+                        "metric": metric,
+                        "seeds": seeds,
+                    }
                 )
         summary.append(entry)
     table = Table(
-        title="cold test items, movielens cold-item split: plain vs LLM-enriched text (mean over seeds)"
+        title="cold test items, movielens cold-item split: plain vs LLM-enriched text (mean over seeds; "
+        "diff: per-user mean difference, enriched - plain, two-sided paired t p)"
     )
-    for col in ("model", "seeds", "R@20 cold: plain", "enriched", "p", "N@20 cold: plain", "enriched", "p",
-                "R@20 all: plain", "enriched", "N@20 all: plain", "enriched"):  # fmt: skip
+    columns = ["model", "seeds", "R@20 cold: plain", "enriched", "diff (p)", "N@20 cold: plain"]
+    columns += ["enriched", "diff (p)", "R@20 all: plain", "enriched", "N@20 all: plain", "enriched"]
+    for col in columns:
         table.add_column(col)
     for entry in summary:
         name = entry["model"]
@@ -331,7 +356,7 @@ def report(args: argparse.Namespace) -> None:
 
         def p(where: str, metric: str, name: str = name) -> str:
             t = next(t for t in tests if t["model"] == name and t["where"] == where and t["metric"] == metric)
-            return f"{t['p_value_t']:.3g}"
+            return f"{t['mean_difference']:+.4f} ({t['p_value_t_two_sided']:.2g})"
 
         table.add_row(
             name,
@@ -355,6 +380,8 @@ def report(args: argparse.Namespace) -> None:
             "split": "movielens cold_item, cold_fraction=0.1, ratios=(0.8, 0.1, 0.1), split seed 0",
             "enrichment": parts["enriched"].get("enrichment"),
             "cold_test_items": parts["plain"]["cold_test_items"],
+            # not picked by hand: the first five cold test items in generation order
+            "examples": [g for g in parts["enriched"].get("generated", []) if g["cold_test"]][:5],
             "summary": summary,
             "paired_tests_enriched_vs_plain": tests,
             "runs": {v: p["rows"] for v, p in parts.items()},
