@@ -299,6 +299,10 @@ def evaluate(args: argparse.Namespace) -> None:
     np.savez_compressed(args.parts / f"{args.variant}_per_user.npz", **per_user)
 
 
+def _sample_std(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def report(args: argparse.Namespace) -> None:
     console = Console()
     parts = {v: json.loads((args.parts / f"{v}.json").read_text()) for v in ("plain", "enriched")}
@@ -316,7 +320,7 @@ def report(args: argparse.Namespace) -> None:
                 **{
                     f"{m}_among_{w}": {
                         "mean": float(np.mean([r[f"{m}_among_{w}"] for r in runs])),
-                        "std": float(np.std([r[f"{m}_among_{w}"] for r in runs])),
+                        "std": _sample_std([r[f"{m}_among_{w}"] for r in runs]),
                     }
                     for m in METRICS
                     for w in ("cold", "all")
