@@ -262,19 +262,24 @@ def evaluate(args: argparse.Namespace) -> None:
         if len(settings) > 1:
             scores = []
             for setting in settings:
+                start = time.perf_counter()
                 model = fit(name, setting, seeds[0])
+                seconds = time.perf_counter() - start
                 score = select_eval.evaluate(mapped(model)).metrics["recall@20"]
-                scores.append({"setting": setting, "valid_cold_recall@20": score})
+                scores.append({"setting": setting, "valid_cold_recall@20": score, "fit_s": seconds})
                 console.print(name, setting, f"valid cold R@20 {score:.4f}")
                 if chosen is None or score > chosen[1]:
-                    chosen, first = (setting, score), model
+                    chosen, first = (setting, score), (model, seconds)
             selection = scores
         else:
             chosen, selection = (settings[0], None), []
         for seed in seeds:
             start = time.perf_counter()
-            model = first if (seed == seeds[0] and first is not None) else fit(name, chosen[0], seed)
-            seconds = time.perf_counter() - start
+            if seed == seeds[0] and first is not None:  # the selection already trained it
+                model, seconds = first
+            else:
+                model = fit(name, chosen[0], seed)
+                seconds = time.perf_counter() - start
             vectors = mapped(model)
             row = {
                 "model": name,
