@@ -296,12 +296,11 @@ def evaluate(args: argparse.Namespace) -> None:
                 per_user[f"{name}/{seed}/{where}/users"] = result.users
             rows.append(row)
             console.print({k: v for k, v in row.items() if k != "selection"})
-    part["rows"] = rows
-    part["cold_test_items"] = len(cold_test)
-    part["cold_valid_items"] = len(cold_valid)
-    args.parts.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.parts / f"{args.variant}.json", part)
-    np.savez_compressed(args.parts / f"{args.variant}_per_user.npz", **per_user)
+        # written after each model, so a run stopped early keeps the models it finished
+        part.update(rows=rows, cold_test_items=len(cold_test), cold_valid_items=len(cold_valid))
+        args.parts.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.parts / f"{args.variant}.json", part)
+        np.savez_compressed(args.parts / f"{args.variant}_per_user.npz", **per_user)
 
 
 def _sample_std(values: list[float]) -> float:
