@@ -299,8 +299,9 @@ def evaluate(args: argparse.Namespace) -> None:
         # written after each model, so a run stopped early keeps the models it finished
         part.update(rows=rows, cold_test_items=len(cold_test), cold_valid_items=len(cold_valid))
         args.parts.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.parts / f"{args.variant}.json", part)
-        np.savez_compressed(args.parts / f"{args.variant}_per_user.npz", **per_user)
+        stem = args.variant + (f"-{args.tag}" if args.tag else "")
+        write_json_atomic(args.parts / f"{stem}.json", part)
+        np.savez_compressed(args.parts / f"{stem}_per_user.npz", **per_user)
 
 
 def _sample_std(values: list[float]) -> float:
@@ -309,8 +310,14 @@ def _sample_std(values: list[float]) -> float:
 
 def report(args: argparse.Namespace) -> None:
     console = Console()
-    parts = {v: json.loads((args.parts / f"{v}.json").read_text()) for v in ("plain", "enriched")}
-    users = {v: np.load(args.parts / f"{v}_per_user.npz") for v in parts}
+    parts, users = {}, {}
+    for variant in ("plain", "enriched"):  # a variant's models may have run in several processes
+        files = sorted(args.parts.glob(f"{variant}.json")) + sorted(args.parts.glob(f"{variant}-*.json"))
+        pieces = [json.loads(f.read_text()) for f in files]
+        parts[variant] = {**pieces[0], "rows": [r for piece in pieces for r in piece["rows"]]}
+        users[variant] = {
+            k: v for f in files for k, v in np.load(f.with_name(f.stem + "_per_user.npz")).items()
+        }
     enriched_models = {r["model"] for r in parts["enriched"]["rows"]}
     models = [m for m in dict.fromkeys(r["model"] for r in parts["plain"]["rows"]) if m in enriched_models]
     summary, tests = [], []
@@ -405,6 +412,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=3600.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "llm_enrich.json")
     parser.add_argument("--parts", type=Path, default=PARTS, help="where each variant's runs are kept")
+    parser.add_argument("--tag", default="", help="a suffix for this process's part files")
     parser.add_argument("--variant", choices=("plain", "enriched"), default="plain")
     parser.add_argument(
         "--models", nargs="+", default=["alpharec", "vbpr", "contentknn"], choices=list(MODELS)
