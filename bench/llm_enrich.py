@@ -6,10 +6,10 @@ LLM keywords for the items whose text is short (see crossrec.llm.enrich).
     python bench/llm_enrich.py evaluate --variant enriched
     python bench/llm_enrich.py report                      # bench/results/llm_enrich.json + the table
 
-`generate` enriches short-text items in a fixed order until its time budget ends: the cold items
-(validation and test) first, then the training items by descending training interactions; reruns
-resume from the cache. `evaluate` reads only the cache (no model): items not generated keep their
-text. Per model, hyper-parameters are chosen on validation (seed 0, cold validation items' Recall@20
+`generate` enriches short-text items in a fixed order until its time budget ends: the cold test
+items first, then the cold validation items, then the training items by descending training
+interactions; reruns resume from the cache (and skip items whose answer failed before). `evaluate`
+reads only the cache (no model): items not generated keep their text. Per model, hyper-parameters are chosen on validation (seed 0, cold validation items' Recall@20
 with content-mapped vectors, ranked among the cold validation items); the chosen setting is then
 trained with each seed and tested once per seed. `report` pairs the two variants user by user.
 """
@@ -99,14 +99,16 @@ def cold_split(dataset):  # type: ignore[no-untyped-def]
 
 
 def enrichment_order(dataset, split) -> list[int]:  # type: ignore[no-untyped-def]
-    """Short-text items, cold ones first (they are what the benchmark ranks), then training items by
-    descending training interactions (ties by index)."""
+    """Short-text items, the cold test items first (they are what the benchmark ranks), then the cold
+    validation items (hyper-parameters are chosen on them), then training items by descending
+    training interactions; ties by index."""
     short = np.asarray(short_text_items(dataset), dtype=np.int64)
+    test = np.isin(short, np.intersect1d(split.cold_items, split.test.item))
     cold = np.isin(short, split.cold_items)
     counts = np.bincount(split.train.item, minlength=dataset.n_items)
     warm = short[~cold]
     warm = warm[np.lexsort((warm, -counts[warm]))]
-    return [*short[cold].tolist(), *warm.tolist()]
+    return [*short[test].tolist(), *short[cold & ~test].tolist(), *warm.tolist()]
 
 
 def generate(args: argparse.Namespace) -> None:
@@ -119,7 +121,10 @@ def generate(args: argparse.Namespace) -> None:
     enricher = Enricher(llm, args.cache)
     start, done, sources = time.monotonic(), 0, {"llm": 0, "cache": 0, "template": 0}
     log = args.cache.with_suffix(".log.jsonl")  # one line per model call: who answered, how long
+    failed_before = set(_logged(args.cache, "template"))  # temperature 0: it would fail again
     for item in order:
+        if item in failed_before:
+            continue
         if time.monotonic() - start > args.budget_s:
             break
         result = enricher.enrich(dataset, [item])[0]
@@ -139,11 +144,12 @@ def read_enrichments(dataset, split, cache: Path) -> tuple[list, dict]:  # type:
     order = enrichment_order(dataset, split)
     results = Enricher(CacheOnly(BACKEND_NAME), cache).enrich(dataset, order)
     generated = [r for r in results if r.source == "cache"]  # the cache holds the model's answers only
-    rank = {item: n for n, item in enumerate(order)}
-    attempted = max((rank[r.item] for r in generated), default=-1) + 1  # generation follows `order`
+    # Attempted: answered (cached) or logged by generate (a failed answer is logged, not cached).
+    done = {r.item for r in generated} | set(_logged(cache))
+    tried = [i for i in order if i in done]
+    attempted = len(tried)
     cold = set(split.cold_items.tolist())
     cold_test = set(np.intersect1d(split.cold_items, split.test.item).tolist())
-    tried = order[:attempted]
     counts = {
         "items": dataset.n_items,
         "short_text_items": len(order),
@@ -152,6 +158,7 @@ def read_enrichments(dataset, split, cache: Path) -> tuple[list, dict]:  # type:
         "attempted": attempted,
         "attempted_cold": sum(i in cold for i in tried),
         "attempted_cold_test": sum(i in cold_test for i in tried),
+        "attempted_cold_valid": sum(i in cold and i not in cold_test for i in tried),
         "attempted_training": sum(i not in cold for i in tried),
         "llm_answered": len(generated),
         "template_failed": attempted - len(generated),  # unparseable / truncated JSON: no keywords
@@ -163,6 +170,15 @@ def read_enrichments(dataset, split, cache: Path) -> tuple[list, dict]:  # type:
         **_llm_seconds(cache),
     }
     return results, counts
+
+
+def _logged(cache: Path) -> list[int]:
+    log = cache.with_suffix(".log.jsonl")
+    return (
+        [json.loads(line)["item"] for line in log.read_text().splitlines() if line.strip()]
+        if log.is_file()
+        else []
+    )
 
 
 def _llm_seconds(cache: Path) -> dict:
