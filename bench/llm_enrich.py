@@ -9,9 +9,10 @@ LLM keywords for the items whose text is short (see crossrec.llm.enrich).
 `generate` enriches short-text items in a fixed order until its time budget ends: the cold test
 items first, then the cold validation items, then the training items by descending training
 interactions; reruns resume from the cache (and skip items whose answer failed before). `evaluate`
-reads only the cache (no model): items not generated keep their text. Per model, hyper-parameters are chosen on validation (seed 0, cold validation items' Recall@20
-with content-mapped vectors, ranked among the cold validation items); the chosen setting is then
-trained with each seed and tested once per seed. `report` pairs the two variants user by user.
+reads only the cache (no model): items not generated keep their text. Per model, hyper-parameters
+are chosen on validation (seed 0, cold validation items' Recall@20 with content-mapped vectors,
+ranked among the cold validation items); the chosen setting is then trained with each seed and
+tested once per seed. `report` pairs the two variants user by user.
 """
 
 from __future__ import annotations
