@@ -173,13 +173,12 @@ def read_enrichments(dataset, split, cache: Path) -> tuple[list, dict]:  # type:
     return results, counts
 
 
-def _logged(cache: Path) -> list[int]:
+def _logged(cache: Path, source: str | None = None) -> list[int]:
+    """Items generate asked the model about (of one outcome, when `source` is given)."""
     log = cache.with_suffix(".log.jsonl")
-    return (
-        [json.loads(line)["item"] for line in log.read_text().splitlines() if line.strip()]
-        if log.is_file()
-        else []
-    )
+    lines = log.read_text().splitlines() if log.is_file() else []
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return [r["item"] for r in rows if source is None or r["source"] == source]
 
 
 def _llm_seconds(cache: Path) -> dict:
