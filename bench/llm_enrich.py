@@ -312,12 +312,12 @@ def evaluate(args: argparse.Namespace) -> None:
                 per_user[f"{name}/{seed}/{where}/users"] = result.users
             rows.append(row)
             console.print({k: v for k, v in row.items() if k != "selection"})
-        # written after each model, so a run stopped early keeps the models it finished
-        part.update(rows=rows, cold_test_items=len(cold_test), cold_valid_items=len(cold_valid))
-        args.parts.mkdir(parents=True, exist_ok=True)
-        stem = args.variant + (f"-{args.tag}" if args.tag else "")
-        write_json_atomic(args.parts / f"{stem}.json", part)
-        np.savez_compressed(args.parts / f"{stem}_per_user.npz", **per_user)
+            # written after each run, so a process stopped early keeps the runs it finished
+            part.update(rows=rows, cold_test_items=len(cold_test), cold_valid_items=len(cold_valid))
+            args.parts.mkdir(parents=True, exist_ok=True)
+            stem = args.variant + (f"-{args.tag}" if args.tag else "")
+            write_json_atomic(args.parts / f"{stem}.json", part)
+            np.savez_compressed(args.parts / f"{stem}_per_user.npz", **per_user)
 
 
 def _sample_std(values: list[float]) -> float:
