@@ -339,8 +339,11 @@ def report(args: argparse.Namespace) -> None:
     summary, tests = [], []
     for name in models:
         entry: dict = {"model": name}
+        # only the seeds both variants finished, so means and paired tests cover the same runs
+        finished = [{r["seed"] for r in p["rows"] if r["model"] == name} for p in parts.values()]
+        common = set.intersection(*finished)
         for variant, part in parts.items():
-            runs = [r for r in part["rows"] if r["model"] == name]
+            runs = [r for r in part["rows"] if r["model"] == name and r["seed"] in common]
             entry[variant] = {
                 "setting": runs[0]["setting"] if runs else None,
                 "seeds": [r["seed"] for r in runs],
