@@ -272,7 +272,7 @@ def evaluate(args: argparse.Namespace) -> None:
     rows, per_user = [], {}
     for name in args.models:
         _, grid = MODELS[name]
-        settings = _grid(grid)
+        settings = _grid({**grid, "lr": [args.lr]} if args.lr is not None and "lr" in grid else grid)
         seeds = args.seeds if name != "contentknn" else [0]  # deterministic: one run
         chosen, first = None, None
         if len(settings) > 1:
@@ -431,6 +431,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=3600.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "llm_enrich.json")
     parser.add_argument("--parts", type=Path, default=PARTS, help="where each variant's runs are kept")
+    parser.add_argument("--lr", type=float, help="a fixed learning rate instead of the grid (a control)")
     parser.add_argument("--tag", default="", help="a suffix for this process's part files")
     parser.add_argument("--variant", choices=("plain", "enriched"), default="plain")
     parser.add_argument(
