@@ -29,17 +29,34 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Match
 
 from crossrec.encoders.base import BadInput
 from crossrec.errors import CrossrecError
-from crossrec.llm.explain import Explainer, Explanation
+from crossrec.llm.explain import Explainer
 from crossrec.serve.content import ContentEncoders
 from crossrec.serve.events import FeedbackEvent as LoggedFeedback
 from crossrec.serve.events import ItemRecord
 from crossrec.serve.explanations import ExplanationService, template_explainer
 from crossrec.serve.page import add_page
+from crossrec.serve.schemas import (
+    NEEDS_KEY,
+    Explained,
+    ExplanationOut,
+    Facts,
+    FeedbackAck,
+    FeedbackBatch,
+    Health,
+    ItemAck,
+    ItemList,
+    Recommendations,
+    Recommended,
+    Removed,
+    Scored,
+    TextQuery,
+    WaitSeconds,
+    problems,
+)
 from crossrec.serve.state import Feedback, NewItem, ServingState, UnknownId, recommendation_facts
 from crossrec.serve.store import EventStore
 
@@ -58,135 +75,6 @@ MEDIA_TYPES = {
         "audio/mpeg": [b"ID3", b"\xff\xfb", b"\xff\xf3"],
     },
 }
-
-
-class Problem(BaseModel):
-    """Every 4xx: the reason as text (FastAPI's own 422s: the list of validation errors)."""
-
-    detail: str | list[Any]
-
-
-_WHY = {
-    400: "the body could not be parsed",
-    401: "the API key is missing or wrong (X-API-Key header)",
-    404: "an unknown user id, item id or modality, named",
-    413: "request body or upload over the limit",
-    415: "an upload's content type is missing, not accepted, or not what its bytes are",
-    422: "unusable input, with the reason",
-}
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: the 4xx it can answer, so the OpenAPI schema declares them."""
-    return {code: {"model": Problem, "description": _WHY[code]} for code in codes}
-
-
-NEEDS_KEY = "this endpoint needs the API key in the X-API-Key header"
-WaitSeconds = Annotated[
-    float | None,
-    Query(
-        ge=0,
-        le=60,
-        description="seconds to wait for a language model's explanation before the template answers "
-        "(default: the server's, `crossrec serve --explain-wait`)",
-    ),
-]
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Scored(BaseModel):
-    item_id: str
-    score: float
-    title: str | None = None
-    image: bool = False
-
-
-class ItemList(BaseModel):
-    items: list[Scored]
-
-
-class ExplanationOut(BaseModel):
-    """A recommendation in a sentence, every title, genre and tag in it rendered from the facts."""
-
-    text: str
-    source: Literal["llm", "cache", "template"] = Field(
-        description="who wrote it: the language model now, its cached answer, or the template"
-    )
-    cites: list[str] = Field(description="the ids of the facts the sentence names (G1, T1, L1, P)")
-    reason: str | None = Field(
-        None, description="why the template was sent: 'queue full', 'still generating', a model failure"
-    )
-
-    @classmethod
-    def of(cls, explanation: Explanation) -> ExplanationOut:
-        return cls(
-            text=explanation.text,
-            source=explanation.source,
-            cites=list(explanation.cites),
-            reason=explanation.reason,
-        )
-
-
-class Recommended(Scored):
-    explanation: ExplanationOut | None = Field(None, description="only with explain=true")
-
-
-class Recommendations(BaseModel):
-    items: list[Recommended]
-
-
-class FeedbackEvent(_Body):
-    user_id: str = Field(min_length=1, max_length=200)
-    item_id: str = Field(min_length=1, max_length=200)
-    kind: Literal["click", "rating", "play"] = "click"
-    value: float = Field(1.0, ge=-1e6, le=1e6)
-
-
-class FeedbackBatch(_Body):
-    events: list[FeedbackEvent] = Field(min_length=1, max_length=1000)
-
-
-class FeedbackAck(BaseModel):
-    accepted: int
-    users: list[str]
-
-
-class TextQuery(_Body):
-    query: str = Field(min_length=1, max_length=2000)
-    k: int = Field(10, ge=1, le=200)
-    target: str | None = None  # a modality to search in (default: the query's own)
-
-
-class ItemAck(BaseModel):
-    item_id: str
-    index: int
-    modalities: list[str]
-
-
-class Removed(BaseModel):
-    item_id: str
-    removed: bool
-
-
-class Health(BaseModel):
-    status: str
-    model: str
-    users: int
-    items: int
-
-
-class Facts(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    user_id: str
-    item_id: str
-
-
-class Explained(BaseModel):
-    facts: Facts
-    explanation: ExplanationOut
 
 
 def create_app(
@@ -303,7 +191,7 @@ def create_app(
         "/users/{user_id}/recommendations",
         response_model=Recommendations,
         response_model_exclude_unset=True,
-        responses=_errors(404, 422),
+        responses=problems(404, 422),
     )
     def recommendations(
         user_id: str,
@@ -335,7 +223,7 @@ def create_app(
     @app.get(
         "/users/{user_id}/recommendations/{item_id}/facts",
         response_model=Facts,
-        responses=_errors(404, 422),
+        responses=problems(404, 422),
     )
     def facts(user_id: str, item_id: str) -> dict[str, Any]:
         return recommendation_facts(state, user_id, item_id)
@@ -343,20 +231,20 @@ def create_app(
     @app.get(
         "/users/{user_id}/recommendations/{item_id}/explanation",
         response_model=Explained,
-        responses=_errors(404, 422),
+        responses=problems(404, 422),
     )
     def explanation(user_id: str, item_id: str, explain_wait_s: WaitSeconds = None) -> Explained:
         """The facts behind recommending the item to the user, and the sentence that explains it."""
         found, said = explanations.explain(user_id, item_id, explain_wait_s)
         return Explained(facts=Facts(**found), explanation=ExplanationOut.of(said))
 
-    @app.get("/items/{item_id}", responses=_errors(404, 422))
+    @app.get("/items/{item_id}", responses=problems(404, 422))
     def item(item_id: str) -> dict[str, Any]:
         row = dict(state.items[state.item(item_id)])
         row["image"], row["audio"] = bool(row.get("image")), bool(row.get("audio"))  # never a server path
         return row
 
-    @app.get("/items/{item_id}/similar", response_model=ItemList, responses=_errors(404, 422))
+    @app.get("/items/{item_id}/similar", response_model=ItemList, responses=problems(404, 422))
     def similar(
         item_id: str, k: Annotated[int, Query(ge=1, le=200)] = 10, modality: str | None = None
     ) -> ItemList:
@@ -378,7 +266,7 @@ def create_app(
             return listed(state.nearest_by_feature(shared, heads.transform(source, source_input[None])[0], k))
         return listed(state.nearest_by_feature(source, query, k))
 
-    @app.post("/search/text", response_model=ItemList, responses=_errors(400, 404, 413, 422))
+    @app.post("/search/text", response_model=ItemList, responses=problems(400, 404, 413, 422))
     def search_text(body: TextQuery) -> ItemList:
         try:
             vectors = encoders.encode("text", body.query)
@@ -386,7 +274,7 @@ def create_app(
             raise HTTPException(422, f"query: {exc.reason}") from None
         return search_vector("text", vectors, body.target, body.k)
 
-    @app.post("/search/media", response_model=ItemList, responses=_errors(400, 404, 413, 415, 422))
+    @app.post("/search/media", response_model=ItemList, responses=problems(400, 404, 413, 415, 422))
     async def search_media(
         file: Annotated[UploadFile, File()],
         modality: Annotated[Literal["image", "audio"], Form()],
@@ -406,7 +294,7 @@ def create_app(
         "/feedback",
         response_model=FeedbackAck,
         dependencies=[Depends(writer)],
-        responses=_errors(400, 401, 404, 413, 422),
+        responses=problems(400, 401, 404, 413, 422),
     )
     def feedback(batch: FeedbackBatch) -> FeedbackAck:
         started = time.perf_counter()
@@ -423,7 +311,7 @@ def create_app(
         "/items/{item_id}",
         response_model=ItemAck,
         dependencies=[Depends(writer)],
-        responses=_errors(400, 401, 413, 415, 422),
+        responses=problems(400, 401, 413, 415, 422),
     )
     async def put_item(
         item_id: str,
@@ -467,7 +355,7 @@ def create_app(
         "/items/{item_id}",
         response_model=Removed,
         dependencies=[Depends(writer)],
-        responses=_errors(401, 404),
+        responses=problems(401, 404),
     )
     def delete_item(item_id: str) -> Removed:
         """Take an item out of recommendations, similar items and search (logged like any write)."""
