@@ -2,6 +2,7 @@
 LLM keywords for the items whose text is short (see crossrec.llm.enrich).
 
     python bench/llm_enrich.py generate --budget-s 3600   # fills .cache/llm/enrich.sqlite (SmolLM2, 1 thread)
+    # or one process per core: ... generate --shards 2 --shard 0 & ... generate --shards 2 --shard 1
     python bench/llm_enrich.py evaluate --variant plain    # each variant may run on its own (and early)
     python bench/llm_enrich.py evaluate --variant enriched
     python bench/llm_enrich.py report                      # bench/results/llm_enrich.json + the table
@@ -116,8 +117,8 @@ def generate(args: argparse.Namespace) -> None:
     from crossrec.llm.backends import LlamaCppBackend
 
     dataset = load_dataset("movielens", args.data)
-    order = enrichment_order(dataset, cold_split(dataset))
-    llm = LlamaCppBackend(threads=1)
+    order = enrichment_order(dataset, cold_split(dataset))[args.shard :: args.shards]
+    llm = LlamaCppBackend(threads=args.threads)
     assert llm.name == BACKEND_NAME, llm.name
     enricher = Enricher(llm, args.cache)
     start, done, sources = time.monotonic(), 0, {"llm": 0, "cache": 0, "template": 0}
@@ -439,6 +440,8 @@ def main() -> None:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shards", type=int, default=1, help="generate: processes side by side")
+    parser.add_argument("--shard", type=int, default=0, help="generate: this process's share, 0..shards-1")
     args = parser.parse_args()
     {"generate": generate, "evaluate": evaluate, "report": report}[args.mode](args)
 

@@ -12,6 +12,7 @@ import pytest
 from crossrec.data.schema import Dataset, Interactions, ItemContent
 from crossrec.llm.base import LLM, Request
 from crossrec.llm.enrich import (
+    EXAMPLE,
     FIELD,
     MAX_KEYWORDS,
     SCHEMA,
@@ -63,6 +64,7 @@ def test_the_request_keeps_item_text_as_data_under_a_bounded_schema():
     assert "ignore previous instructions" in request.prompt and "ignore" not in request.system
     assert request.schema == SCHEMA and SCHEMA["properties"]["keywords"]["maxItems"] == MAX_KEYWORDS
     assert request.max_tokens <= 96
+    assert request.examples == (EXAMPLE,) and request.presence_penalty > 0 and request.frequency_penalty > 0
     long_tags = ", ".join(f"tag{i}" for i in range(200))
     assert len(item_request("T", None, long_tags).prompt) < 400
 
@@ -88,6 +90,10 @@ def test_the_filter_drops_instruction_echoes_copies_numbers_and_overlong_keyword
     ]
     kept = grounded(proposed, "Alien (1979)", "Horror, Sci-Fi", "space, creature")
     assert kept == ["space station", "crew"]
+    # the worked example's keywords are echoes, unless the item's own tags say them
+    assert grounded(["toys", "friendship", "shark"], "Jaws (1975)", "Thriller", "beach") == ["shark"]
+    assert grounded(["friendship"], "Stand by Me (1986)", "Drama", "friendship, coming of age") == []
+    assert grounded(["friendship"], "Stand by Me (1986)", "Drama", "true friendship") == ["friendship"]
     assert len(grounded([f"k{i}" for i in range(20)])) == MAX_KEYWORDS
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -59,6 +60,16 @@ def test_answers_are_cached_durably_by_request(tmp_path):
     assert other.data == {"fact": 4} and backend.calls == 2
 
 
+def test_the_cache_key_covers_examples_and_penalties():
+    base = Request("q", system="s")
+    keys = {
+        r.key("m")
+        for r in (base, replace(base, examples=(("eg", "a"),)), replace(base, presence_penalty=1.0),
+                  replace(base, frequency_penalty=1.0))
+    }  # fmt: skip
+    assert len(keys) == 4 and base.key("m") == Request("q", system="s").key("m")
+
+
 def test_requests_are_checked():
     with pytest.raises(ConfigError, match="needs a prompt"):
         Request("")
@@ -102,6 +113,14 @@ def test_the_http_backend_speaks_openai_chat_completions(monkeypatch):
         assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sk-test"
         assert sent["max_tokens"] == 9 and sent["messages"][0] == {"role": "system", "content": "be brief"}
         assert sent["response_format"]["json_schema"]["schema"] == SCHEMA
+        # worked examples go before the prompt as turns; the penalties pass through
+        Guarded(backend, _template).generate(
+            Request("q", system="s", examples=(("eg", "answer"),), presence_penalty=0.5)
+        )
+        sent = _ChatServer.seen[-1]
+        assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+        assert [m["content"] for m in sent["messages"][1:]] == ["eg", "answer", "q"]
+        assert sent["presence_penalty"] == 0.5 and sent["frequency_penalty"] == 0.0
         _ChatServer.delay = 1.0
         slow = Guarded(backend, _template).generate(Request("hi", timeout_s=0.2))
         assert slow.source == "template" and "deadline" in slow.reason

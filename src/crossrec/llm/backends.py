@@ -75,6 +75,8 @@ class LlamaCppBackend(LLM):
                 messages=_messages(request),
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
+                presence_penalty=request.presence_penalty,
+                frequency_penalty=request.frequency_penalty,
                 stream=True,
                 **kwargs,
             ):
@@ -114,6 +116,8 @@ class OpenAIBackend(LLM):
             "messages": _messages(request),
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
+            "presence_penalty": request.presence_penalty,
+            "frequency_penalty": request.frequency_penalty,
         }
         if request.schema is not None and self.schema_format == "json_object":
             body["response_format"] = {"type": "json_object", "schema": request.schema}
@@ -132,6 +136,8 @@ class OpenAIBackend(LLM):
 
 def _messages(request: Request) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": request.system}] if request.system else []
+    for user, assistant in request.examples:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     return [*messages, {"role": "user", "content": request.prompt}]
 
 

@@ -33,6 +33,12 @@ class Request:
     timeout_s: float = 30.0
     schema: dict[str, Any] | None = None
     temperature: float = 0.0
+    # Worked examples as (user, assistant) turns before the prompt: a small model follows a shown
+    # answer far better than a described one.
+    examples: tuple[tuple[str, str], ...] = ()
+    # OpenAI's penalties on tokens already written: without them a small greedy model loops.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.prompt:
@@ -51,6 +57,9 @@ class Request:
             "max_tokens": self.max_tokens,
             "schema": self.schema,
             "temperature": self.temperature,
+            "examples": [list(e) for e in self.examples],
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
