@@ -221,7 +221,7 @@ def serve(
 
     from crossrec.serve.app import create_app
     from crossrec.serve.explanations import build_explainer
-    from crossrec.serve.state import ServingState, load_servable, replay_store
+    from crossrec.serve.state import ServingState, load_servable
     from crossrec.serve.store import EventStore
 
     key = os.environ.get("CROSSREC_API_KEY")
@@ -233,7 +233,7 @@ def serve(
         folder, bundle_dir = _run_dir(run_dir)
         state = ServingState(load_servable(bundle_dir, model))
         log = EventStore(store or folder / "serve.sqlite")
-        replayed = replay_store(state, log)
+        replayed = state.catch_up(log)
         explainer = build_explainer(
             state,
             llm,
@@ -288,7 +288,7 @@ def explain(
 ) -> None:
     """Print the facts behind recommending ITEM to USER and the sentence that explains it."""
     from crossrec.serve.explanations import build_explainer, item_about
-    from crossrec.serve.state import ServingState, load_servable, recommendation_facts, replay_store
+    from crossrec.serve.state import ServingState, load_servable, recommendation_facts
     from crossrec.serve.store import EventStore
 
     try:
@@ -296,7 +296,7 @@ def explain(
         state = ServingState(load_servable(bundle_dir, model))
         log_path = store or folder / "serve.sqlite"
         if store is not None or log_path.is_file():
-            replay_store(state, EventStore(log_path))
+            state.catch_up(EventStore(log_path))
         facts = recommendation_facts(state, user, item)
         explainer = build_explainer(
             state,

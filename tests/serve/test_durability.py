@@ -5,58 +5,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from servers import free_port, start_server
 
-import crossrec
 from crossrec.serve.store import EventStore
 
 pytestmark = pytest.mark.slow
-CROSSREC = Path(sys.executable).parent / "crossrec"
 KEY = "durable"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(bundle_dir: Path, store: Path, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "CROSSREC_API_KEY": KEY,
-        "OMP_WAIT_POLICY": "PASSIVE",
-        "PYTHONPATH": str(Path(crossrec.__file__).parents[1]),
-    }
-    proc = subprocess.Popen(
-        [str(CROSSREC), "serve", str(bundle_dir), "--port", str(port), "--store", str(store)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("the server did not come up")
-
-
 def test_acknowledged_writes_survive_kill_9(bundle, bundle_dir, tmp_path):
-    store_path, port = tmp_path / "serve.sqlite", _free_port()
-    server = _start(bundle_dir, store_path, port)
+    store_path, port = tmp_path / "serve.sqlite", free_port()
+    server = start_server(bundle_dir, store_path, port, KEY)
     url = f"http://127.0.0.1:{port}"
     items = [str(i) for i in bundle.item_ids[:200]]
     # A user written before the burst: their recommendations must come back the same after restart.
@@ -108,7 +72,7 @@ def test_acknowledged_writes_survive_kill_9(bundle, bundle_dir, tmp_path):
     missing = set(acked) - set(logged)
     assert not missing, f"{len(missing)} acknowledged events lost"
 
-    server = _start(bundle_dir, store_path, port)
+    server = start_server(bundle_dir, store_path, port, KEY)
     try:
         after = httpx.get(f"{url}/users/{quiet_user}/recommendations", params={"k": 10}).json()
         assert [r["item_id"] for r in after["items"]] == [r["item_id"] for r in before["items"]]

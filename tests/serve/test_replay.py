@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from crossrec.serve.app import create_app
-from crossrec.serve.state import ServingState, UnknownId, replay_store
+from crossrec.serve.state import ServingState, UnknownId
 from crossrec.serve.store import EventStore
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,8 @@ def test_replaying_the_log_rebuilds_users_items_and_deletions(bundle, tmp_path):
         assert client.delete("/items/dropped", headers={"X-API-Key": "k"}).status_code == 200
 
         fresh = ServingState(bundle)
-        assert replay_store(fresh, store) == 13
+        assert fresh.catch_up(store) == 13 and fresh.log_seq == store.last_seq()
+        assert fresh.catch_up(store) == 0  # nothing new
     assert fresh.recommend("replayed", 10) == live.recommend("replayed", 10)
     np.testing.assert_array_equal(
         fresh.item_vectors[fresh.item("kept")], live.item_vectors[live.item("kept")]

@@ -91,7 +91,9 @@ def create_app(
 ) -> FastAPI:
     """`api_key=None` turns authentication off: only for local use, and only when asked for. With a
     `store`, every feedback batch and item write is committed to it before it is applied and
-    acknowledged (replay it into a fresh state with `replay_store` on start).
+    acknowledged, and every request first applies what the log holds beyond the state
+    (`ServingState.catch_up`): several servers over one store are replicas that see each other's
+    writes, in log order.
 
     `explainer` writes the explanations (default: the template); one with a language model runs on
     one worker thread behind a queue of `explain_queue` jobs, and a request waits up to
@@ -101,7 +103,18 @@ def create_app(
     # Bodies that declare a length are refused below (JSON 413, tighter for non-upload bodies);
     # FastAPI's own limit, set above ours, counts the bytes of bodies sent without a length.
     streamed_limit = 2 * (max_upload_bytes + 65536)
-    app = FastAPI(title="crossrec", version="1", description=__doc__, max_body_size=streamed_limit)
+
+    def in_step_with_the_log() -> None:
+        if store is not None:
+            state.catch_up(store)
+
+    app = FastAPI(
+        title="crossrec",
+        version="1",
+        description=__doc__,
+        max_body_size=streamed_limit,
+        dependencies=[Depends(in_step_with_the_log)],
+    )
     encoders = ContentEncoders(state.bundle)
     registry = CollectorRegistry()
     requests = Counter("crossrec_requests", "HTTP requests", ["endpoint", "status"], registry=registry)
@@ -301,9 +314,12 @@ def create_app(
         events = [Feedback(e.user_id, e.item_id, e.kind, e.value) for e in batch.events]
         for event in events:
             state.item(event.item_id)  # every id checked before anything changes
-        if store is not None:
+        if store is not None:  # logged first, then applied in log order with other replicas' writes
             store.append_feedback([LoggedFeedback(e.user_id, e.item_id, e.kind, e.value) for e in events])
-        touched = state.apply_feedback(events)
+            state.catch_up(store)
+            touched = {e.user_id for e in events}
+        else:
+            touched = state.apply_feedback(events)
         lag.set(time.perf_counter() - started)
         return FeedbackAck(accepted=len(events), users=sorted(touched))
 
@@ -347,7 +363,10 @@ def create_app(
         state.check_new_item(new_item)
         if store is not None:
             store.upsert_item(ItemRecord(item_id, row, {k: v for k, v in vectors.items() if v is not None}))
-        index = state.add_item(new_item)
+            state.catch_up(store)
+            index = state.item_index[item_id]
+        else:
+            index = state.add_item(new_item)
         index_size.set(len(state.index))
         return ItemAck(item_id=item_id, index=index, modalities=sorted(vectors))
 
@@ -362,7 +381,9 @@ def create_app(
         state.item(item_id)  # 404 before anything is logged
         if store is not None:
             store.delete_item(item_id)
-        state.remove_item(item_id)
+            state.catch_up(store)
+        else:
+            state.remove_item(item_id)
         index_size.set(len(state.index))
         return Removed(item_id=item_id, removed=True)
 

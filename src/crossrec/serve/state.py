@@ -83,6 +83,8 @@ class ServingState:
         self.index.set_probe(np.random.default_rng(0).permutation(self.user_vectors)[:512])  # picks the graph
         self.index.add(np.arange(len(self.item_ids)), self.item_vectors)
         self.last_feedback_at: float | None = None
+        self.log_seq = 0  # the seq of the last event of the durable log applied here (`catch_up`)
+        self.skipped_events: list[tuple[int, str]] = []  # (seq, why) of logged events not applied
 
     # -- lookups ---------------------------------------------------------------------------------
     def user(self, user_id: str) -> int:
@@ -268,6 +270,54 @@ class ServingState:
             self.index.remove([index])
             return index
 
+    # -- the durable log ------------------------------------------------------------------------
+    def catch_up(self, store: EventStore) -> int:
+        """Apply the log's events after `log_seq`, in log order (runs of feedback folded in
+        together). A fresh state replays the whole log on start; each replica of a server calls it
+        before a request, so every replica applies every replica's writes in the same order. Returns
+        the number of events applied.
+
+        Feedback on an item that is unknown or deleted at that point of the log (another replica
+        deleted it between the check and the write) is not applied; it stays in the log and is
+        listed in `skipped_events`."""
+        if store.last_seq() == self.log_seq:  # the common case: one indexed read, no lock
+            return 0
+        with self._lock:
+            pending: list[Feedback] = []
+            applied, through = 0, self.log_seq
+
+            def flush() -> None:  # log_seq moves only past what has been applied
+                if pending:
+                    self.apply_feedback(pending)
+                    pending.clear()
+                self.log_seq = through
+
+            for logged in store.replay(self.log_seq):
+                event = logged.event
+                if isinstance(event, FeedbackEvent):
+                    index = self.item_index.get(event.item_id)
+                    if index is None or self.removed[index]:
+                        self.skipped_events.append(
+                            (logged.seq, f"feedback on unknown item '{event.item_id}'")
+                        )
+                    else:
+                        pending.append(Feedback(event.user_id, event.item_id, event.kind, event.value))
+                        applied += 1
+                    through = logged.seq
+                    continue
+                flush()
+                applied += 1
+                if isinstance(event, ItemRecord):
+                    self.add_item(NewItem(event.item_id, dict(event.payload), dict(event.vectors)))
+                elif isinstance(event, ItemDeleted):
+                    index = self.item_index.get(event.item_id)
+                    if index is not None and not self.removed[index]:
+                        self.remove_item(event.item_id)
+                through = logged.seq
+                flush()
+            flush()
+            return applied
+
 
 def _rows(matrix: sp.csr_matrix) -> list[dict[int, float]]:
     matrix = sp.csr_matrix(matrix)
@@ -366,31 +416,3 @@ def recommendation_facts(state: ServingState, user_id: str, item_id: str, liked:
                 "of": len(state.item_ids),
             },
         }
-
-
-def replay_store(state: ServingState, store: EventStore) -> int:
-    """Bring a fresh state up to date with the durable log: items and feedback in log order (runs of
-    feedback folded in together). Returns the number of events applied."""
-    pending: list[Feedback] = []
-    applied = 0
-
-    def flush() -> None:
-        if pending:
-            state.apply_feedback(pending)
-            pending.clear()
-
-    for logged in store.replay():
-        event = logged.event
-        applied += 1
-        if isinstance(event, FeedbackEvent):
-            pending.append(Feedback(event.user_id, event.item_id, event.kind, event.value))
-            continue
-        flush()
-        if isinstance(event, ItemRecord):
-            state.add_item(NewItem(event.item_id, dict(event.payload), dict(event.vectors)))
-        elif isinstance(event, ItemDeleted):
-            index = state.item_index.get(event.item_id)
-            if index is not None and not state.removed[index]:
-                state.remove_item(event.item_id)
-    flush()
-    return applied
