@@ -180,3 +180,16 @@ def test_score_shape_is_checked():
     test = Interactions([0], [1], [1.0], 2, 3)
     with pytest.raises(ValueError, match="expected"):
         RankingEvaluator(test, ks=[1]).evaluate(FixedScores(np.zeros((2, 2))))
+
+
+def test_the_scoring_batch_shrinks_with_the_catalogue_and_changes_no_metric(monkeypatch):
+    from crossrec.eval import ranking
+
+    assert ranking.scoring_batch(10_000) == 2048 and ranking.scoring_batch(1_000_000) == 67
+    assert ranking.scoring_batch(10**9) == 1
+    scores, _, _, target, train_inter = _random_problem(0)
+    default = RankingEvaluator(target, exclude=[train_inter]).evaluate(FixedScores(scores))
+    monkeypatch.setattr(ranking, "SCORE_BUDGET", 3 * scores.shape[1])  # 3 users per batch
+    small = RankingEvaluator(target, exclude=[train_inter])
+    assert small.batch_size == 3
+    assert small.evaluate(FixedScores(scores)).metrics == default.metrics

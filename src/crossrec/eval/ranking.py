@@ -21,6 +21,13 @@ from crossrec.models.base import Recommender
 
 # Which parts of the split are masked when the test split is ranked, per evaluation protocol.
 MASKED_AT_TEST: dict[str, tuple[str, ...]] = {"crossrec": ("train", "valid"), "mmrec": ("train",)}
+SCORE_BUDGET = 1 << 26  # scores held at once per batch (256 MB of float32), whatever the catalogue
+
+
+def scoring_batch(n_items: int, most: int = 2048) -> int:
+    """Users scored per batch: `most`, fewer when the catalogue is large, so one batch's users x
+    items score block stays within SCORE_BUDGET (2048 users x 1M items would be 8 GB)."""
+    return max(1, min(most, SCORE_BUDGET // max(n_items, 1)))
 
 
 @dataclass
@@ -42,7 +49,7 @@ class RankingEvaluator:
         exclude: Sequence[Interactions] = (),
         ks: Sequence[int] = (10, 20),
         monitor: str = "recall@20",
-        batch_size: int = 2048,
+        batch_size: int | None = None,
         item_popularity: np.ndarray | None = None,
         item_vectors: np.ndarray | None = None,
         candidate_items: np.ndarray | None = None,
@@ -51,8 +58,8 @@ class RankingEvaluator:
         if not self.ks or self.ks[0] < 1:
             raise ValueError("ks must hold positive cut-offs")
         self.monitor = monitor
-        self.batch_size = batch_size
         self.n_users, self.n_items = target.n_users, target.n_items
+        self.batch_size = batch_size or scoring_batch(self.n_items)
         self._target = target.to_csr()
         mask = sp.csr_matrix((self.n_users, self.n_items), dtype=np.float32)
         for inter in exclude:

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 
 from crossrec.errors import ConfigError
-from crossrec.eval.ranking import RankingEvaluator, RankingResult
+from crossrec.eval.ranking import RankingEvaluator, RankingResult, scoring_batch
 from crossrec.models.base import Recommender
 
 
@@ -24,9 +24,11 @@ def batch_top_k(
     users: np.ndarray,
     k: int,
     exclude: sp.csr_matrix | None = None,
-    batch_size: int = 2048,
+    batch_size: int | None = None,
 ) -> np.ndarray:
-    """(len(users), k) item indices, best first, with each user's `exclude` row masked out."""
+    """(len(users), k) item indices, best first, with each user's `exclude` row masked out; `batch_size`
+    users at a time (default: `scoring_batch` of the catalogue, so memory stays bounded)."""
+    batch_size = batch_size or scoring_batch(model.n_items)
     out = []
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
@@ -53,11 +55,12 @@ def top_k_sharded(
     exclude: sp.csr_matrix | None = None,
     *,
     shards: int,
-    batch_size: int = 2048,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """`batch_top_k` with the users split over `shards` Ray tasks at batch boundaries."""
     ray = _ray()
     task = ray.remote(batch_top_k)
+    batch_size = batch_size or scoring_batch(model.n_items)
     shared_model, shared_exclude = ray.put(model), ray.put(exclude)
     batches = max(1, -(-len(users) // batch_size))
     cuts = [part * batch_size for part in np.array_split(np.arange(batches), max(1, min(shards, batches)))]
