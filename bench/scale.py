@@ -1,0 +1,467 @@
+"""How each stage's cost grows with the catalogue and the user base, on this one machine: synthetic
+power-law interactions (users = items = 10k, 100k, 1M; 20 interactions per user on average) and
+clustered 64-d item vectors.
+
+Every cell (stage x size) runs in a fresh process, so its peak RSS is its own. Stages:
+
+- encode: crossrec's encode path (hashing, batching, the on-disk cache) on synthetic titles, with
+  WordLlama at every size and MiniLM on 1k and 4k texts (per-item cost, measured);
+- lightgcn / freedom: the model's own construction (graph, FREEDOM's exact item kNN graph) and
+  timed Adam steps of `batch_size` pairs; an epoch is steps x seconds per step (at 10k a real
+  one-epoch `fit` is timed beside the projection). FREEDOM's exact kNN graph is n^2 x d: at 1M it
+  is timed on its first chunks and projected, and the steps run on a random graph with the same
+  number of edges per item;
+- evaluate / top-k: full ranking (every item scored, train items masked, top 20) of a sample of
+  users with the shrinking scoring batch; the all-users time is users x seconds per user (measured
+  whole at 10k);
+- serve: the serving index (exact below 20k items, HNSW above) built and queried for top 20; at 1M
+  the IVF-PQ index of bench/ann_large.py (its JSON, not rerun).
+
+    python bench/scale.py                  # writes bench/results/scale.json and docs/scale.png
+    python bench/scale.py --sizes 10000    # one size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PER_USER = 20
+DIM = 64
+TIMED_STEPS = 4
+FIXED_STEPS = 64  # steps per epoch of the grown-batch variant
+
+
+# -- synthetic data ------------------------------------------------------------------------------
+def interactions(n_users: int, n_items: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    """Power-law item popularity (Zipf-like, exponent 0.9) and log-normal user activity (mean
+    PER_USER, at least 2), duplicates removed; one random interaction per user held out as test."""
+    from crossrec.data.schema import Interactions
+
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    popularity = rng.permutation(weights / weights.sum())
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    per_user = np.clip(np.round(activity * PER_USER / activity.mean()), 2, n_items // 2).astype(np.int64)
+    users = np.repeat(np.arange(n_users), per_user)
+    items = rng.choice(n_items, size=len(users), p=popularity)
+    keys = np.unique(users * n_items + items)
+    users, items = keys // n_items, keys % n_items
+    starts = np.searchsorted(users, np.arange(n_users))
+    counts = np.diff(np.append(starts, len(users)))
+    has = counts >= 2
+    held = starts[has] + (rng.random(has.sum()) * counts[has]).astype(np.int64)
+    test = np.zeros(len(users), dtype=bool)
+    test[held] = True
+
+    def part(mask: np.ndarray) -> Interactions:
+        return Interactions(users[mask], items[mask], np.ones(mask.sum()), n_users, n_items)
+
+    return part(~test), part(test)
+
+
+def item_vectors(n_items: int, seed: int = 0) -> np.ndarray:
+    """Clustered unit vectors (so a kNN graph has structure), in blocks to bound memory."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((256, DIM)).astype(np.float32)
+    out = np.empty((n_items, DIM), dtype=np.float32)
+    for lo in range(0, n_items, 100_000):
+        n = min(100_000, n_items - lo)
+        block = centres[rng.integers(0, 256, n)] + 0.5 * rng.standard_normal((n, DIM)).astype(np.float32)
+        out[lo : lo + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+# -- the cells ------------------------------------------------------------------------------------
+def cell_encode(size: int, model: str) -> dict[str, Any]:
+    from crossrec.data.schema import Dataset, Interactions, ItemContent
+    from crossrec.encoders.build import encode_dataset
+    from crossrec.encoders.modalities import TextEncoderConfig, build_encoder
+
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(5000)])
+    picks = words[rng.integers(0, len(words), (size, 6))]
+    titles = [f"item {i}: " + " ".join(row) for i, row in enumerate(picks)]
+    empty = Interactions(np.zeros(0), np.zeros(0), np.zeros(0), 1, size)
+    dataset = Dataset(
+        "scale", np.array(["u"]), np.arange(size).astype(str), empty, ItemContent(text={"title": titles})
+    )
+    text = TextEncoderConfig(model=model, batch_size=256 if "wordllama" in model else 64)
+    config = {"text": text, "image": None, "audio": None}
+    start = time.perf_counter()
+    encoder = build_encoder("text", text)
+    load_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        result = encode_dataset(dataset, config, cache, encoders={"text": encoder}, threads=2, progress=False)
+        seconds = time.perf_counter() - start
+    encoded = int(result.present["text"].sum())
+    return {"seconds": seconds, "load_s": load_s, "items": encoded, "us_per_item": 1e6 * seconds / size}
+
+
+def _timed_steps(model, train, steps: int = TIMED_STEPS) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """Median seconds of an Adam step (after one warm-up), and steps per epoch."""
+    import torch
+
+    from crossrec.models.sampling import NegativeSampler
+
+    rng = np.random.default_rng(0)
+    sampler = NegativeSampler(train)
+    optimizer = torch.optim.Adam(model.parameters(), lr=model.lr)
+    times = []
+    for step in range(steps + 1):
+        pick = rng.integers(0, len(train), model.batch_size)
+        users, pos = torch.from_numpy(train.user[pick]), torch.from_numpy(train.item[pick])
+        neg = torch.from_numpy(sampler.sample(np.repeat(train.user[pick], model.n_negatives), rng))
+        neg = neg.reshape(len(pick), model.n_negatives)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        model.batch_loss(users, pos, neg, None).backward()
+        optimizer.step()
+        if step:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times)), math.ceil(len(train) / model.batch_size)
+
+
+def cell_train(size: int, name: str) -> dict[str, Any]:
+    import scipy.sparse as sp
+    import torch
+
+    from crossrec.models import build_model
+    from crossrec.models import freedom as freedom_module
+    from crossrec.models.graph import knn_graph, symmetric_normalize
+
+    torch.set_num_threads(2)
+    train, _ = interactions(size, size)
+    out: dict[str, Any] = {"interactions": len(train)}
+    params: dict[str, Any] = {"embedding_dim": DIM, "n_layers": 2, "batch_size": 4096, "seed": 0, "epochs": 1}
+    features = None
+    if name == "freedom":
+        vectors = item_vectors(size)
+        features = {"text": vectors}
+        params.update(knn_k=10, edge_keep=1.0, modalities=["text"])
+        x = torch.from_numpy(vectors)
+        chunk = max(1, min(2048, (1 << 26) // size))
+        rows = size if size <= 100_000 else 16 * chunk  # exact up to 100k, then its first chunks
+        start = time.perf_counter()
+        knn_graph(x[:rows], 10, chunk_size=chunk) if rows == size else _knn_rows(x, rows, chunk)
+        graph_s = (time.perf_counter() - start) * size / rows
+        out["knn_graph_s"] = graph_s
+        out["knn_graph_projected"] = rows < size
+        if rows < size:  # the steps run on a random graph of the same size (the exact one takes hours)
+            rng = np.random.default_rng(0)
+
+            def random_graph(feats: torch.Tensor, k: int, chunk_size: int | None = None) -> sp.csr_matrix:
+                n = feats.shape[0]
+                r = np.repeat(np.arange(n), k)
+                adj = sp.csr_matrix(
+                    (np.ones(n * k, np.float32), (r, rng.integers(0, n, n * k))), shape=(n, n)
+                )
+                return symmetric_normalize(adj.maximum(adj.T))
+
+            freedom_module.knn_graph = random_graph
+    model = build_model(name, **params)
+    start = time.perf_counter()
+    model._construct(train, _features(features))  # the model's own graphs and tables
+    out["build_s"] = time.perf_counter() - start
+    out["step_s"], out["steps_per_epoch"] = _timed_steps(model, train)
+    out["epoch_s"] = out["step_s"] * out["steps_per_epoch"]
+    # Each step propagates the whole graph, so at a fixed batch an epoch grows as n^2; with the
+    # batch grown with the data (a fixed number of steps per epoch) it grows as n.
+    model.batch_size = math.ceil(len(train) / FIXED_STEPS)
+    out["big_batch"] = model.batch_size
+    out["big_batch_step_s"], _ = _timed_steps(model, train)
+    out["big_batch_epoch_s"] = out["big_batch_step_s"] * FIXED_STEPS
+    if size <= 10_000:  # a real epoch, to check the projection
+        start = time.perf_counter()
+        build_model(name, **params).fit(train, features)
+        out["fit_one_epoch_s"] = time.perf_counter() - start
+    return out
+
+
+def _knn_rows(x, rows: int, chunk: int) -> None:  # type: ignore[no-untyped-def]
+    """The work of `knn_graph` for its first `rows` rows against all n (what each chunk costs)."""
+    import torch
+
+    x = torch.nn.functional.normalize(x, dim=1)
+    for lo in range(0, rows, chunk):
+        x[lo : lo + chunk].matmul(x.T).topk(10, dim=1)
+
+
+def _features(features: dict[str, np.ndarray] | None):  # type: ignore[no-untyped-def]
+    from crossrec.data.features import as_feature_set
+
+    return as_feature_set(features)
+
+
+def cell_rank(size: int, what: str) -> dict[str, Any]:
+    import torch
+
+    from crossrec.eval.ranking import evaluator_for
+    from crossrec.eval.sharded import batch_top_k
+    from crossrec.models import build_model
+
+    torch.set_num_threads(2)
+    train, test = interactions(size, size)
+    model = build_model("lightgcn", embedding_dim=DIM, n_layers=2, seed=0)
+    model._construct(train, _features(None))
+    model.score(np.arange(1))  # propagate once (cached), as after training
+    evaluator = evaluator_for(test, train)
+    users = evaluator.users
+    sample = (
+        users
+        if size <= 10_000
+        else np.random.default_rng(0).choice(users, 2000 if size <= 100_000 else 400, replace=False)
+    )
+    sample = np.sort(sample)
+    start = time.perf_counter()
+    if what == "evaluate":
+        evaluator.combine([evaluator.evaluate_users(model, sample)])
+    else:
+        batch_top_k(model, sample, 20, train.to_csr())
+    seconds = time.perf_counter() - start
+    per_user = seconds / len(sample)
+    return {
+        "users_timed": len(sample),
+        "users": len(users),
+        "batch": evaluator.batch_size,
+        "ms_per_user": 1000 * per_user,
+        "all_users_s": per_user * len(users),
+        "projected": len(sample) < len(users),
+    }
+
+
+def cell_serve(size: int) -> dict[str, Any]:
+    from crossrec.serve.index import VectorIndex
+
+    vectors = item_vectors(size)
+    queries = item_vectors(400, seed=1)
+    index = VectorIndex(DIM)
+    start = time.perf_counter()
+    index.set_probe(queries[:200])
+    index.add(np.arange(size), vectors)
+    build_s = time.perf_counter() - start
+    times = []
+    for q in queries[200:]:
+        t = time.perf_counter()
+        index.search(q[None], 20)
+        times.append(time.perf_counter() - t)
+    exact = np.argsort(-(queries[200:] @ vectors.T), axis=1)[:, :20]
+    found, _ = index.search(queries[200:], 20)
+    recall = float(np.mean([len(set(a) & set(b)) / 20 for a, b in zip(found, exact, strict=True)]))
+    return {
+        "index": index.kind,
+        "build_s": build_s,
+        "p50_ms": 1000 * float(np.percentile(times, 50)),
+        "p95_ms": 1000 * float(np.percentile(times, 95)),
+        "recall@20_vs_exact": recall,
+    }
+
+
+def cell_baseline(size: int) -> dict[str, Any]:
+    """The interpreter with numpy, torch and crossrec imported: what every cell's RSS starts from."""
+    import torch  # noqa: F401
+
+    import crossrec.models  # noqa: F401
+
+    return {}
+
+
+# -- running the cells in their own processes ---------------------------------------------------
+def _child(target: Callable[..., dict[str, Any]], args: tuple, queue: mp.Queue) -> None:
+    try:
+        result = target(*args)
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        queue.put(result)
+    except Exception as exc:  # reported, so one failing cell does not hide the others
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_cell(target: Callable[..., dict[str, Any]], *args: Any, timeout_s: float = 1800) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(target, args, queue))
+    start = time.perf_counter()
+    proc.start()
+    try:
+        result = queue.get(timeout=timeout_s)
+    except Exception:
+        result = {"error": f"no result within {timeout_s:.0f} s"}
+    proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    parser.add_argument("--minilm", nargs="*", type=int, default=[1000, 4000], help="MiniLM encode sizes")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "scale.png")
+    args = parser.parse_args()
+
+    from machine import machine_facts
+    from rich.console import Console
+    from rich.table import Table
+
+    from crossrec.io import write_json_atomic
+
+    console = Console()
+    load = os.getloadavg()
+    rows: list[dict[str, Any]] = [{"stage": "baseline", "size": 0, **run_cell(cell_baseline, 0)}]
+    plan: list[tuple[str, Callable[..., dict[str, Any]], tuple]] = []
+    for n in args.minilm:
+        plan.append(("encode MiniLM", cell_encode, (n, "all-MiniLM-L6-v2")))
+    for size in args.sizes:
+        plan += [
+            ("encode WordLlama", cell_encode, (size, "wordllama-l2-supercat-256")),
+            ("lightgcn", cell_train, (size, "lightgcn")),
+            ("freedom", cell_train, (size, "freedom")),
+            ("evaluate", cell_rank, (size, "evaluate")),
+            ("top-k", cell_rank, (size, "top-k")),
+        ]
+        if size < 1_000_000:
+            plan.append(("serve", cell_serve, (size,)))
+    for stage, target, cell_args in plan:
+        result = run_cell(target, *cell_args)
+        rows.append({"stage": stage, "size": cell_args[0], **result})
+        console.print(
+            stage, cell_args[0], {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+        )
+    large = ROOT / "bench" / "results" / "ann_large.json"
+    if large.is_file():
+        ann = json.loads(large.read_text())
+        rows.append(
+            {
+                "stage": "serve",
+                "size": ann.get("items", 1_000_000),
+                "from": "bench/ann_large.py",
+                **_ann_row(ann),
+            }
+        )
+
+    table = Table(title="cost by size (this machine)")
+    for column in ("stage", "size", "time", "peak RSS MiB"):
+        table.add_column(column)
+    for row in rows[1:]:
+        table.add_row(
+            row["stage"], f"{row['size']:,}", _headline(row), f"{row.get('peak_rss_mib', float('nan')):.0f}"
+        )
+    console.print(table)
+    results = {
+        "command": "python bench/scale.py",
+        "per_user_interactions": PER_USER,
+        "dim": DIM,
+        "rows": rows,
+        "machine": machine_facts(load),
+    }
+    write_json_atomic(args.out, results)
+    plot(rows, args.plot)
+    console.print(f"wrote {args.out} and {args.plot}")
+
+
+def _ann_row(ann: dict[str, Any]) -> dict[str, Any]:
+    """The default depth's row (nprobe 64, rerank 500) of bench/ann_large.py's results."""
+    best = next(d for d in ann["depths"] if d["nprobe"] == 64)
+    return {
+        "index": "ivf-pq",
+        "build_s": ann["build_s"],
+        "p50_ms": best["p50_ms_single"],
+        "p95_ms": best["p95_ms_single"],
+        "recall@20_vs_exact": best["recall@20"],
+        "peak_rss_mib": ann["peak_rss_bytes"] / 2**20,
+    }
+
+
+def _headline(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return row["error"]
+    stage = row["stage"]
+    if stage.startswith("encode"):
+        return f"{row['us_per_item']:.0f} us/item ({row['seconds']:.1f} s)"
+    if stage in ("lightgcn", "freedom"):
+        extra = (
+            f", kNN graph {row['knn_graph_s']:.0f} s{'*' if row['knn_graph_projected'] else ''}"
+            if "knn_graph_s" in row
+            else ""
+        )
+        fit = f", 1-epoch fit {row['fit_one_epoch_s']:.1f} s" if "fit_one_epoch_s" in row else ""
+        big = f"; batch {row['big_batch']:,}: epoch {row['big_batch_epoch_s']:.1f} s*"
+        return (
+            f"epoch {row['epoch_s']:.1f} s* ({row['step_s']:.3f} s/step x {row['steps_per_epoch']})"
+            f"{extra}{fit}{big}"
+        )
+    if stage in ("evaluate", "top-k"):
+        star = "*" if row["projected"] else ""
+        per_user = f"{row['ms_per_user']:.3f} ms/user, batch {row['batch']}"
+        return f"all users {row['all_users_s']:.1f} s{star} ({per_user})"
+    if stage == "serve":
+        latency = f"p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms"
+        return f"{row['index']}: {latency}, R@20 {row['recall@20_vs_exact']:.3f}"
+    return ""
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Seconds and peak RSS against size, log-log, one line per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {
+        "encode WordLlama (s)": ("encode WordLlama", "seconds"),
+        "LightGCN epoch, batch 4096 (s)": ("lightgcn", "epoch_s"),
+        "LightGCN epoch, 64 steps (s)": ("lightgcn", "big_batch_epoch_s"),
+        "FREEDOM epoch, batch 4096 (s)": ("freedom", "epoch_s"),
+        "FREEDOM epoch, 64 steps (s)": ("freedom", "big_batch_epoch_s"),
+        "FREEDOM kNN graph (s)": ("freedom", "knn_graph_s"),
+        "full evaluation (s)": ("evaluate", "all_users_s"),
+        "batch top-20 (s)": ("top-k", "all_users_s"),
+    }
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, (stage, key) in series.items():
+        points = sorted(
+            (r["size"], r[key], r.get("peak_rss_mib")) for r in rows if r["stage"] == stage and key in r
+        )
+        if not points:
+            continue
+        x = [p[0] for p in points]
+        ax_t.plot(x, [p[1] for p in points], marker="o", label=label)
+        if key in ("seconds", "epoch_s", "all_users_s") and stage != "top-k":
+            ax_m.plot(x, [p[2] / 1024 for p in points], marker="o", label=stage)
+    sizes = sorted({r["size"] for r in rows if r["stage"] == "lightgcn"})
+    if sizes:
+        ax_t.plot(sizes, [sizes[0] and 10 * s / sizes[0] for s in sizes], "k:", label="linear (reference)")
+    for ax, title, unit in ((ax_t, "time", "seconds"), (ax_m, "peak memory", "GiB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("users = items")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_m.axhline(24, color="r", linestyle="--", label="this machine (24 GiB)")
+    ax_t.legend(fontsize=7)
+    ax_m.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
