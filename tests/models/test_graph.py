@@ -88,3 +88,18 @@ def test_degree_sensitive_prune_keeps_the_share_and_favours_edges_between_rare_n
         hub_kept += kept[0, 0]
         rare_kept += kept[1:, 40:].sum() / 39
     assert rare_kept > 2 * hub_kept
+
+
+def test_the_large_catalogue_knn_graph_from_an_ivf_index_finds_the_exact_neighbours() -> None:
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(40, 16, generator=gen)
+    feats = centres[torch.randint(0, 40, (4000,), generator=gen)] + 0.3 * torch.randn(4000, 16, generator=gen)
+    feats[11] = 0.0
+    exact = knn_graph(feats, k=5)
+    approx = knn_graph(feats, k=5, exact_below=1000)
+    edges = lambda g: set(zip(*g.nonzero(), strict=True))  # noqa: E731
+    overlap = len(edges(exact) & edges(approx)) / len(edges(exact))
+    assert overlap > 0.95, overlap
+    assert approx[11].nnz == 0 and approx[:, 11].nnz == 0
+    dense = approx.toarray()
+    np.testing.assert_allclose(dense, dense.T, rtol=1e-6)

@@ -25,6 +25,7 @@ from crossrec.data.schema import Interactions
 from crossrec.models.base import FeatureInput
 from crossrec.models.fusion import FUSIONS, ModalityFusion, ModalityProjections, select_features
 from crossrec.models.graph import (
+    EXACT_KNN_BELOW,
     degree_sensitive_prune,
     knn_graph,
     normalized_adjacency,
@@ -51,8 +52,11 @@ class FREEDOM(NeuralRecommender):
         modalities: Sequence[str] | None = None,
         fusion: str = "mean",
         modality_loss_weight: float = 1e-3,
+        knn_exact_below: int = EXACT_KNN_BELOW,
         **training: Any,
     ) -> None:
+        """`knn_exact_below`: catalogues this large and larger get their kNN graphs from an IVF
+        index instead of exactly (see `knn_graph`)."""
         super().__init__(**training)
         if fusion not in ("mean", *FUSIONS):
             raise ValueError(f"unknown fusion '{fusion}'; choose one of mean, {', '.join(FUSIONS)}")
@@ -67,6 +71,7 @@ class FREEDOM(NeuralRecommender):
         self.modalities = None if modalities is None else list(modalities)
         self.fusion = fusion
         self.modality_loss_weight = modality_loss_weight
+        self.knn_exact_below = knn_exact_below
         self._r: sp.csr_matrix | None = None
         self._adj: torch.Tensor | None = None
         self._train_adj: torch.Tensor | None = None
@@ -78,7 +83,7 @@ class FREEDOM(NeuralRecommender):
         self._r = train.to_csr(binary=True)
         self._adj = to_torch_csr(normalized_adjacency(self._r))
         self._train_adj = self._adj
-        graphs = [knn_graph(f, self.knn_k) for f in features.values()]
+        graphs = [knn_graph(f, self.knn_k, exact_below=self.knn_exact_below) for f in features.values()]
         # What mapping new content needs: each modality's unit features and graph degrees.
         self._catalogue = [
             (f, np.asarray(g.astype(bool).sum(axis=1)).ravel())

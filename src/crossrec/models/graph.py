@@ -31,28 +31,74 @@ def symmetric_normalize(adj: sp.spmatrix) -> sp.csr_matrix:
     return out
 
 
-def knn_graph(features: torch.Tensor, k: int, chunk_size: int | None = None) -> sp.csr_matrix:
+EXACT_KNN_BELOW = 50_000  # items; from here the kNN graph is found with an IVF index, not exactly
+
+
+def knn_graph(
+    features: torch.Tensor,
+    k: int,
+    chunk_size: int | None = None,
+    *,
+    exact_below: int = EXACT_KNN_BELOW,
+    nprobe: int = 16,
+) -> sp.csr_matrix:
     """The symmetrised, normalised top-k cosine graph of the rows of `features` (FREEDOM's frozen
-    item-item graph). Built chunk by chunk, so memory is chunk x n, never n x n (the default chunk
-    keeps that block within 2^26 similarities); an item is its own nearest neighbour, and rows
-    without content (all zero) get no edges. Time is n^2 x d: exact, not approximate."""
+    item-item graph); an item is its own nearest neighbour, and rows without content (all zero) get
+    no edges.
+
+    Below `exact_below` rows it is exact, chunk by chunk (memory chunk x n, never n x n; the default
+    chunk keeps that block within 2^26 similarities), and its time grows as n^2 x d. From there on the
+    neighbours come from a FAISS IVF index (about 4 sqrt(n) cells, `nprobe` searched per item), whose
+    time grows about as n^1.5 x d: an exact graph of 1M items would take hours."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     x = torch.nn.functional.normalize(features.float(), dim=1)
     n, k = x.shape[0], min(k, x.shape[0])
-    chunk_size = chunk_size or max(1, min(2048, (1 << 26) // max(n, 1)))
     has = x.abs().sum(1) > 0
-    rows, cols = [], []
-    for lo in range(0, n, chunk_size):
-        sims = x[lo : lo + chunk_size] @ x.T
-        sims[:, ~has] = -torch.inf
-        top = sims.topk(k, dim=1).indices
-        keep = has[lo : lo + chunk_size].unsqueeze(1).expand_as(top)
-        rows.append((torch.arange(lo, lo + len(top)).unsqueeze(1).expand_as(top))[keep])
-        cols.append(top[keep])
-    r, c = torch.cat(rows).numpy(), torch.cat(cols).numpy()
+    if n >= exact_below:
+        r, c = _ivf_neighbours(x.numpy(), has.numpy(), k, nprobe)
+    else:
+        r, c = _exact_neighbours(x, has, k, chunk_size or max(1, min(2048, (1 << 26) // max(n, 1))))
     adj = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
     return symmetric_normalize(adj.maximum(adj.T))
+
+
+def _exact_neighbours(
+    x: torch.Tensor, has: torch.Tensor, k: int, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = [], []
+    for lo in range(0, x.shape[0], chunk):
+        sims = x[lo : lo + chunk] @ x.T
+        sims[:, ~has] = -torch.inf
+        top = sims.topk(k, dim=1).indices
+        keep = has[lo : lo + chunk].unsqueeze(1).expand_as(top)
+        rows.append((torch.arange(lo, lo + len(top)).unsqueeze(1).expand_as(top))[keep])
+        cols.append(top[keep])
+    return torch.cat(rows).numpy(), torch.cat(cols).numpy()
+
+
+def _ivf_neighbours(x: np.ndarray, has: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    ids = np.flatnonzero(has).astype(np.int64)
+    if len(ids) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    vectors = np.ascontiguousarray(x[ids], dtype=np.float32)
+    nlist = max(1, min(int(4 * np.sqrt(len(ids))), len(ids) // 39))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(len(ids), min(len(ids), 64 * nlist), replace=False)
+    index.train(vectors[np.sort(sample)])
+    index.add_with_ids(vectors, ids)
+    index.nprobe = nprobe
+    rows, cols = [], []
+    for lo in range(0, len(ids), 65_536):
+        _, found = index.search(vectors[lo : lo + 65_536], k)
+        own = np.repeat(ids[lo : lo + 65_536], k)
+        found = found.ravel()
+        keep = found >= 0
+        rows.append(own[keep])
+        cols.append(found[keep])
+    return np.concatenate(rows), np.concatenate(cols)
 
 
 def degree_sensitive_prune(r: sp.csr_matrix, keep: float, rng: np.random.Generator) -> sp.csr_matrix:
