@@ -272,7 +272,11 @@ class Explainer:
         if about:
             words = about.split()[: self.about_words]
             lines.append(f'About the {self.noun} (data): "{" ".join(words)}"'.replace("\n", " "))
-        lines.append("Facts: " + " ".join(f.line() for f in facts) + "\nAnswer:")
+        # The facts in the order of the example's own (the rest after): a small model copies the
+        # example's answer position by position, so the ids it copies then name the same kinds.
+        order = {ref: n for n, ref in enumerate(REFERENCE.findall(shown[0][0]))} if shown else {}
+        listed = sorted(facts, key=lambda f: order.get(f.id, len(order)))
+        lines.append("Facts: " + " ".join(f.line() for f in listed) + "\nAnswer:")
         ref = "\\[(" + "|".join(f.id for f in facts) + ")\\]"
         words = "[a-z ,']{2,60}"
         schema = {
