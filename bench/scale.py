@@ -112,8 +112,9 @@ def cell_encode(size: int, model: str) -> dict[str, Any]:
     return {"seconds": seconds, "load_s": load_s, "items": encoded, "us_per_item": 1e6 * seconds / size}
 
 
-def _timed_steps(model, train, steps: int = TIMED_STEPS) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+def _timed_steps(model, train) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     """Median seconds of an Adam step (after one warm-up), and steps per epoch."""
+    steps = TIMED_STEPS if train.n_items < 1_000_000 else 2  # a 1M step takes seconds: two suffice
     import torch
 
     from crossrec.models.sampling import NegativeSampler
