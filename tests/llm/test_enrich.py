@@ -90,6 +90,11 @@ def test_the_filter_drops_instruction_echoes_copies_numbers_and_overlong_keyword
     ]
     kept = grounded(proposed, "Alien (1979)", "Horror, Sci-Fi", "space, creature")
     assert kept == ["space station", "crew"]
+    # a catalogue genre is never a keyword: the item's own is a copy, another one a wrong claim
+    genres = {"horror", "sci-fi", "fantasy", "comedy"}
+    assert grounded(["fantasy", "space station", "comedy"], "Alien (1979)", "Horror", genre_names=genres) == [
+        "space station"
+    ]
     # the worked example's keywords are echoes, unless the item's own tags say them
     assert grounded(["toys", "friendship", "shark"], "Jaws (1975)", "Thriller", "beach") == ["shark"]
     assert grounded(["friendship"], "Stand by Me (1986)", "Drama", "friendship, coming of age") == []

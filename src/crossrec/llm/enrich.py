@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,13 +153,19 @@ def no_keywords(request: Request) -> str:
 
 
 def grounded(
-    keywords: Iterable[object], title: str | None = None, genres: str | None = None, tags: str | None = None
+    keywords: Iterable[object],
+    title: str | None = None,
+    genres: str | None = None,
+    tags: str | None = None,
+    *,
+    genre_names: Collection[str] = (),
 ) -> list[str]:
     """Keep keywords that add something: short lowercase phrases that are not words of the
     instructions or field labels, not a bare number (a year), not made only of the title's words,
     not a copy of a genre or a tag (the encoder already reads those), not a keyword of the worked
-    example (unless the item's own tags say it), and not a duplicate; order kept, at most
-    `MAX_KEYWORDS`."""
+    example (unless the item's own tags say it), not a name from `genre_names` (the catalogue's
+    genres: one the item has is already in its text, one it lacks is a wrong claim), and not a
+    duplicate; order kept, at most `MAX_KEYWORDS`."""
     title_words = set(_words(title or ""))
     given = {g.strip().lower() for g in f"{genres or ''},{tags or ''}".split(",") if g.strip()}
     kept: list[str] = []
@@ -175,6 +181,8 @@ def grounded(
         if not parts or parts <= _PROMPT_WORDS or parts <= title_words or word in given or word in kept:
             continue
         if word in _EXAMPLE_KEYWORDS and word not in (tags or "").lower():
+            continue
+        if word in genre_names:
             continue
         kept.append(word)
         if len(kept) == MAX_KEYWORDS:
@@ -208,12 +216,19 @@ class Enricher:
         self.guarded = Guarded(llm, no_keywords, cache=cache)
         self.max_tokens = max_tokens
 
-    def enrich_one(self, item: int, title: str | None, genres: str | None, tags: str | None) -> Enrichment:
+    def enrich_one(
+        self,
+        item: int,
+        title: str | None,
+        genres: str | None,
+        tags: str | None,
+        genre_names: Collection[str] = (),
+    ) -> Enrichment:
         request = item_request(title, genres, tags, max_tokens=self.max_tokens)
         out = self.guarded.generate(request)
         proposed = out.data.get("keywords", []) if isinstance(out.data, dict) else []
         proposed = proposed if isinstance(proposed, list) else []
-        kept = grounded(proposed, title, genres, tags)
+        kept = grounded(proposed, title, genres, tags, genre_names=genre_names)
         return Enrichment(
             item, tuple(kept), out.source, out.seconds, tuple(str(p) for p in proposed), out.reason
         )
@@ -223,9 +238,13 @@ class Enricher:
     ) -> list[Enrichment]:
         text = dataset.content.text
         field = {name: text.get(name, [None] * dataset.n_items) for name in ("title", "genres", "tags")}
+        names = (g.strip().lower() for value in field["genres"] for g in (value or "").split(","))
+        genre_names = {name for name in names if name}
         results = []
         for i in items:
-            result = self.enrich_one(int(i), field["title"][i], field["genres"][i], field["tags"][i])
+            result = self.enrich_one(
+                int(i), field["title"][i], field["genres"][i], field["tags"][i], genre_names
+            )
             results.append(result)
             if progress is not None:
                 progress(result)
