@@ -24,7 +24,6 @@ import os
 import random
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,42 +38,20 @@ import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from servers import start_server
 
 from crossrec.io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(bundle: Path, work: Path, llm: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "crossrec.cli", "serve", str(bundle), "--no-auth", "--port", str(port),
-        "--store", str(work / "serve.sqlite"), "--llm", llm, "--llm-threads", str(args.llm_threads),
-        "--llm-nice", str(args.llm_nice), "--llm-cache", str(work / "explanations.sqlite"),
-        "--explain-queue", str(args.queue), "--explain-wait", str(args.wait),
+    options = [
+        "--llm", llm, "--llm-threads", str(args.llm_threads), "--llm-nice", str(args.llm_nice),
+        "--llm-cache", str(work / "explanations.sqlite"), "--explain-queue", str(args.queue),
+        "--explain-wait", str(args.wait),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    log = open(work / "server.log", "w")  # noqa: SIM115 (open while the server runs)
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited: {(work / 'server.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return server, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    server.kill()
-    raise RuntimeError("the server did not start in 180 s")
+    return start_server(bundle, work / "serve.sqlite", work / "server.log", options)
 
 
 def _metric(text: str, name: str) -> float:

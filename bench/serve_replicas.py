@@ -14,9 +14,7 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,6 +28,7 @@ import numpy as np
 from machine import machine_facts
 from rich.console import Console
 from rich.table import Table
+from servers import start_server
 
 from crossrec.experiment import load_bundle
 from crossrec.io import write_json_atomic
@@ -44,33 +43,6 @@ request = function()
   return wrk.format("GET", "/users/" .. users[math.random(#users)] .. "/recommendations?k=10")
 end
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(bundle: Path, store: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "crossrec.cli", "serve", str(bundle), "--no-auth", "--port", str(port),
-               "--store", str(store)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    server = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"a server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return server, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    server.kill()
-    raise RuntimeError("a server did not start in 180 s")
 
 
 class Writer(threading.Thread):
@@ -122,7 +94,7 @@ def measure(args: argparse.Namespace, replicas: int, users: list[str], items: li
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         store = work / "serve.sqlite"
-        servers = [_start(args.bundle, store, work / f"server{r}.log") for r in range(replicas)]
+        servers = [start_server(args.bundle, store, work / f"server{r}.log") for r in range(replicas)]
         urls = [url for _, url in servers]
         writer = Writer(urls[0], urls[-1], items, args.write_every)
         try:
