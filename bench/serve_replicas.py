@@ -25,10 +25,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import httpx
 import numpy as np
+from api_processes import start_server
 from machine import machine_facts
 from rich.console import Console
 from rich.table import Table
-from servers import start_server
 
 from crossrec.experiment import load_bundle
 from crossrec.io import write_json_atomic

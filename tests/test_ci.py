@@ -58,3 +58,11 @@ def test_ci_script_sets_ci_and_stops_without_the_recordings() -> None:
     assert "exit 1" in installer and "will skip" not in script
     for package in ("sound-theme-freedesktop", "chromium"):
         assert f"need_deb {package} " in script[:tests_start], package
+
+
+def test_no_bench_module_shadows_a_test_helper() -> None:
+    """Tests that run bench scripts put bench/ first on sys.path; a bench module named like a helper in
+    tests/ (e.g. servers.py) would then be imported in its place by later tests."""
+    helpers = {path.stem for path in TESTS.glob("*.py")}
+    bench = {path.stem for path in (TESTS.parent / "bench").glob("*.py")}
+    assert helpers & bench == set()

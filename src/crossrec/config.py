@@ -48,6 +48,9 @@ class EvalConfig(_Strict):
     # What is masked when ranking the test split: crossrec masks training and validation items;
     # mmrec masks training items only, as MMRec does, for figures set beside MMRec's.
     protocol: Literal["crossrec", "mmrec"] = "crossrec"
+    # Rank for a seeded random sample of at most this many users per evaluation (the same users for
+    # every model): full ranking then grows with the catalogue only. None ranks every user.
+    max_users: int | None = Field(default=None, ge=1)
 
     @field_validator("ks")
     @classmethod

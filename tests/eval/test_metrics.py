@@ -193,3 +193,27 @@ def test_the_scoring_batch_shrinks_with_the_catalogue_and_changes_no_metric(monk
     small = RankingEvaluator(target, exclude=[train_inter])
     assert small.batch_size == 3
     assert small.evaluate(FixedScores(scores)).metrics == default.metrics
+
+
+def test_a_user_sample_is_seeded_shared_and_estimates_the_full_means():
+    scores, _, _, target, train_inter = _random_problem(0, n_users=400, n_items=40)
+    full = RankingEvaluator(target, exclude=[train_inter]).evaluate(FixedScores(scores))
+    model = FixedScores(scores)
+    results = [
+        RankingEvaluator(target, exclude=[train_inter], max_users=100, sample_seed=s).evaluate(model)
+        for s in (0, 0, 1)
+    ]
+    assert len(results[0].users) == 100 and np.all(np.diff(results[0].users) > 0)
+    assert np.array_equal(results[0].users, results[1].users)  # same seed: every model gets these users
+    assert not np.array_equal(results[0].users, results[2].users)
+    # Each sampled user's values are exactly that user's in the full evaluation.
+    pos = np.searchsorted(full.users, results[0].users)
+    assert np.array_equal(results[0].per_user["recall@20"], full.per_user["recall@20"][pos])
+    # The sample mean lies within 4 standard errors of the full mean (finite-population corrected).
+    values = full.per_user["recall@20"]
+    se = values.std(ddof=1) / math.sqrt(100) * math.sqrt(1 - 100 / len(values))
+    assert abs(results[0].metrics["recall@20"] - values.mean()) < 4 * se
+    larger = RankingEvaluator(target, exclude=[train_inter], max_users=10_000).evaluate(FixedScores(scores))
+    assert larger.metrics == full.metrics  # a bound above the user count ranks every user
+    with pytest.raises(ValueError, match="max_users must be >= 1"):
+        RankingEvaluator(target, max_users=0)

@@ -90,6 +90,23 @@ def test_without_validator_trains_all_epochs_and_keeps_the_last(tiktok_slice: Sp
     assert all(np.isfinite(h["loss"]) and h["seconds"] > 0 for h in model.history)
 
 
+def test_steps_per_epoch_sets_the_batch_from_the_data(tiktok_slice: Split, monkeypatch) -> None:
+    """With steps_per_epoch every epoch is that many steps over all pairs, whatever batch_size says."""
+    sizes: list[int] = []
+    original = LightGCN.batch_loss
+
+    def counted(self, users, pos, neg, values):  # type: ignore[no-untyped-def]
+        sizes.append(len(users))
+        return original(self, users, pos, neg, values)
+
+    monkeypatch.setattr(LightGCN, "batch_loss", counted)
+    LightGCN(**{**FAST, "batch_size": 7}, steps_per_epoch=3, epochs=2).fit(tiktok_slice.train)
+    pairs = tiktok_slice.train.to_csr(binary=True).nnz
+    assert len(sizes) == 6 and sum(sizes) == 2 * pairs and max(sizes) == -(-pairs // 3)
+    with pytest.raises(ValueError, match="steps_per_epoch must be >= 1"):
+        LightGCN(steps_per_epoch=0)
+
+
 def test_lightgcn_cache_follows_parameter_updates(tiktok_slice: Split) -> None:
     model = LightGCN(**FAST, epochs=1).fit(tiktok_slice.train)
     users = np.arange(5)

@@ -53,6 +53,8 @@ class RankingEvaluator:
         item_popularity: np.ndarray | None = None,
         item_vectors: np.ndarray | None = None,
         candidate_items: np.ndarray | None = None,
+        max_users: int | None = None,
+        sample_seed: int = 0,
     ) -> None:
         self.ks = sorted({int(k) for k in ks})
         if not self.ks or self.ks[0] < 1:
@@ -78,6 +80,8 @@ class RankingEvaluator:
             keep.eliminate_zeros()
             self._target = keep
             self.users = np.flatnonzero(np.diff(keep.indptr) > 0)
+        if max_users is not None:
+            self.users = sample_users(self.users, max_users, sample_seed)
 
     def __call__(self, model: Recommender) -> dict[str, float]:
         return self.evaluate(model).metrics
@@ -160,6 +164,20 @@ class RankingEvaluator:
         top_keys = torch.arange(len(users)).unsqueeze(1) * self.n_items + top
         hits = torch.isin(top_keys, keys).to(torch.float64)
         return hits, torch.as_tensor(lengths, dtype=torch.float64)
+
+
+def sample_users(users: np.ndarray, max_users: int, seed: int = 0) -> np.ndarray:
+    """At most `max_users` of `users`, drawn without replacement by `seed`, in their order.
+
+    Full ranking of every user costs users x items; on a fixed sample it grows with the catalogue
+    alone, and the metrics are unbiased estimates of the all-users means. The same seed gives every
+    model the same users, so paired tests still pair.
+    """
+    if max_users < 1:
+        raise ValueError(f"max_users must be >= 1, got {max_users}")
+    if len(users) <= max_users:
+        return users
+    return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
 
 
 def evaluator_for(

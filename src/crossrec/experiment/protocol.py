@@ -46,6 +46,7 @@ def build_protocol(config: Config, split: Split, features: dict[str, ItemFeature
         "monitor": config.eval.monitor,
         "batch_size": config.eval.batch_size,
         "protocol": config.eval.protocol,
+        "max_users": config.eval.max_users,
     }
     vectors = _diversity_vectors(features, config.eval.diversity_features)
     valid = {"": evaluator_for(split.valid, split.train, **common)}

@@ -83,6 +83,10 @@ class TrainerParams:
     lr: float = 1e-3
     reg_weight: float = 1e-4
     batch_size: int = 2048
+    # When set, every epoch is this many steps and the batch is the training pairs / steps (batch_size
+    # is then unused): a graph model propagates the whole graph per step, so a fixed batch makes an
+    # epoch cost edges^2 / batch, and a fixed number of steps keeps it linear in the data.
+    steps_per_epoch: int | None = None
     epochs: int = 100
     patience: int = 10
     eval_every: int = 1
@@ -93,6 +97,8 @@ class TrainerParams:
         for name in ("embedding_dim", "n_negatives", "batch_size", "epochs", "patience", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch}")
         if self.lr <= 0 or self.reg_weight < 0 or self.temperature <= 0:
             raise ValueError(
                 f"lr and temperature must be > 0 and reg_weight >= 0, got lr={self.lr}, "

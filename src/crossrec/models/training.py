@@ -34,6 +34,7 @@ class Trainable(Protocol):
     n_negatives: int
     lr: float
     batch_size: int
+    steps_per_epoch: int | None
     epochs: int
     patience: int
     eval_every: int
@@ -125,7 +126,8 @@ def _train_epoch(
     batch_users = torch.from_numpy(users[order])
     batch_pos = torch.from_numpy(items[order])
     batch_values = None if values is None else torch.from_numpy(values[order])
-    starts = range(0, len(order), model.batch_size)
+    size = epoch_batch_size(model, len(order))
+    starts = range(0, len(order), size)
     shared = sampler is not None and model.shared_negatives  # one row of negatives per batch
     if sampler is None:
         batch_neg = torch.zeros((len(order), 0), dtype=torch.long)
@@ -141,7 +143,7 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         if b < len(starts):  # the last round may leave a rank without a batch: it adds no gradient
             lo = starts[b]
-            hi = lo + model.batch_size
+            hi = lo + size
             vals = None if batch_values is None else batch_values[lo:hi]
             neg = batch_neg[b] if shared else batch_neg[lo:hi]
             loss = model.batch_loss(batch_users[lo:hi], batch_pos[lo:hi], neg, vals)
@@ -155,6 +157,13 @@ def _train_epoch(
         torch.distributed.all_reduce(summed)
         total = float(summed.item())
     return total / len(order)
+
+
+def epoch_batch_size(model: Trainable, pairs: int) -> int:
+    """The batch of an epoch over `pairs`: `batch_size`, or the pairs split into `steps_per_epoch`."""
+    if model.steps_per_epoch is None:
+        return model.batch_size
+    return max(1, math.ceil(pairs / model.steps_per_epoch))
 
 
 def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
