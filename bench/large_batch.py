@@ -36,10 +36,10 @@ EVAL_STEPS = 60  # steps between validations, about the same in every setting
 # (name, trainer parameters, learning rates searched on validation)
 SETTINGS: list[tuple[str, dict[str, Any], list[float]]] = [
     ("batch 8192", {"batch_size": 8192}, [2e-3, 5e-3]),
-    ("4 steps / epoch", {"steps_per_epoch": 4}, [5e-3, 1e-2]),
-    ("1 step / epoch", {"steps_per_epoch": 1}, [1e-2, 2e-2]),
+    ("4 steps / epoch", {"steps_per_epoch": 4}, [2e-3, 5e-3, 1e-2]),
+    ("1 step / epoch", {"steps_per_epoch": 1}, [5e-3, 1e-2, 2e-2]),
 ]
-MAX_STEPS = 6000  # each fit stops at this many steps if early stopping has not stopped it
+MAX_STEPS = 3000  # the budget: each fit stops here if early stopping has not stopped it
 
 
 def run(

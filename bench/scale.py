@@ -42,7 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PER_USER = 20
 DIM = 64
 TIMED_STEPS = 4
-FIXED_STEPS = 64  # steps per epoch of the grown-batch variant
+FIXED_STEPS = 64  # steps per epoch of the grown-batch variant (steps_per_epoch)
+ANN_EF_SEARCH = 256  # the batch top-k's HNSW search depth (serving's default is 128)
+EVAL_SAMPLE = 10_000  # users in the sampled full evaluation (eval.max_users)
 
 
 # -- synthetic data ------------------------------------------------------------------------------
@@ -152,6 +154,8 @@ def cell_train(size: int, name: str) -> dict[str, Any]:
         features = {"text": item_vectors(size)}
         params.update(knn_k=10, edge_keep=1.0, modalities=["text"])
         out["knn_graph"] = "exact" if size < EXACT_KNN_BELOW else "ivf"
+    from crossrec.models.training import epoch_batch_size
+
     model = build_model(name, **params)
     start = time.perf_counter()
     model._construct(train, _features(features))  # the model's own graphs and tables
@@ -159,8 +163,9 @@ def cell_train(size: int, name: str) -> dict[str, Any]:
     out["step_s"], out["steps_per_epoch"] = _timed_steps(model, train)
     out["epoch_s"] = out["step_s"] * out["steps_per_epoch"]
     # Each step propagates the whole graph, so at a fixed batch an epoch grows as n^2; with the
-    # batch grown with the data (a fixed number of steps per epoch) it grows as n.
-    model.batch_size = math.ceil(len(train) / FIXED_STEPS)
+    # batch grown with the data (steps_per_epoch: a fixed number of steps per epoch) it grows as n.
+    model.steps_per_epoch = FIXED_STEPS
+    model.batch_size = epoch_batch_size(model, len(train))  # the batch _timed_steps draws
     out["big_batch"] = model.batch_size
     out["big_batch_step_s"], _ = _timed_steps(model, train)
     out["big_batch_epoch_s"] = out["big_batch_step_s"] * FIXED_STEPS
@@ -204,13 +209,68 @@ def cell_rank(size: int, what: str) -> dict[str, Any]:
         batch_top_k(model, sample, 20, train.to_csr())
     seconds = time.perf_counter() - start
     per_user = seconds / len(sample)
+    extra = {}
+    if what == "evaluate":  # eval.max_users: the whole evaluation of a 10k-user sample, timed
+        sampled = evaluator_for(test, train, max_users=EVAL_SAMPLE)
+        start = time.perf_counter()
+        sampled.evaluate(model)
+        extra = {"sample_users": len(sampled.users), "sample_s": time.perf_counter() - start}
     return {
+        **extra,
         "users_timed": len(sample),
         "users": len(users),
         "batch": evaluator.batch_size,
         "ms_per_user": 1000 * per_user,
         "all_users_s": per_user * len(users),
         "projected": len(sample) < len(users),
+    }
+
+
+def cell_top_k_ann(size: int) -> dict[str, Any]:
+    """Batch top-20 for every user through the serving index (HNSW above 20k items), each user's
+    training items excluded, against exact full ranking on a sample. Item vectors are the clustered
+    unit vectors and a user's vector is the mean of its training items' (what propagation makes of a
+    trained model's); with unit items, inner-product order is L2 order, so the "ip" graph is built."""
+    import scipy.sparse as sp
+
+    from crossrec.serve.index import VectorIndex
+
+    train, _ = interactions(size, size)
+    items = item_vectors(size)
+    history = train.to_csr(binary=True)
+    degree = np.maximum(np.asarray(history.sum(axis=1)).ravel(), 1)
+    users_v = (sp.diags(1.0 / degree) @ history @ items).astype(np.float32)
+    sample = np.sort(np.random.default_rng(0).choice(size, min(size, 2000), replace=False))
+    index = VectorIndex(DIM, graph="ip", ef_search=ANN_EF_SEARCH)
+    start = time.perf_counter()
+    index.add(np.arange(size), items)
+    build_s = time.perf_counter() - start
+    exclude = [history.indices[history.indptr[u] : history.indptr[u + 1]] for u in sample]
+    start = time.perf_counter()
+    found = np.concatenate(
+        [
+            index.search(users_v[sample[lo : lo + 256]], 20, exclude=exclude[lo : lo + 256])[0]
+            for lo in range(0, len(sample), 256)  # batches of users: the search's memory stays bounded
+        ]
+    )
+    per_user = (time.perf_counter() - start) / len(sample)
+    exact = []
+    for lo in range(0, len(sample), 200):
+        rows = sample[lo : lo + 200]
+        scores = users_v[rows] @ items.T
+        block = history[rows]
+        scores[np.repeat(np.arange(len(rows)), np.diff(block.indptr)), block.indices] = -np.inf
+        exact.append(np.argpartition(-scores, 20, axis=1)[:, :20].copy())  # not a view of the block
+    truth = np.concatenate(exact)
+    recall = float(np.mean([len(set(a) & set(b)) / 20 for a, b in zip(found, truth, strict=True)]))
+    return {
+        "index": index.kind,
+        "build_s": build_s,
+        "users_timed": len(sample),
+        "ms_per_user": 1000 * per_user,
+        "all_users_s": build_s + per_user * size,
+        "projected": len(sample) < size,
+        "recall@20_vs_exact": recall,
     }
 
 
@@ -304,6 +364,7 @@ def main() -> None:
             ("freedom", cell_train, (size, "freedom")),
             ("evaluate", cell_rank, (size, "evaluate")),
             ("top-k", cell_rank, (size, "top-k")),
+            ("top-k ANN", cell_top_k_ann, (size,)),
         ]
         if size < 1_000_000:
             plan.append(("serve", cell_serve, (size,)))
@@ -377,7 +438,14 @@ def _headline(row: dict[str, Any]) -> str:
     if stage in ("evaluate", "top-k"):
         star = "*" if row["projected"] else ""
         per_user = f"{row['ms_per_user']:.3f} ms/user, batch {row['batch']}"
-        return f"all users {row['all_users_s']:.1f} s{star} ({per_user})"
+        sampled = f"; {row['sample_users']:,} users: {row['sample_s']:.1f} s" if "sample_s" in row else ""
+        return f"all users {row['all_users_s']:.1f} s{star} ({per_user}){sampled}"
+    if stage == "top-k ANN":
+        star = "*" if row["projected"] else ""
+        return (
+            f"all users {row['all_users_s']:.1f} s{star} ({row['index']} built in {row['build_s']:.1f} s, "
+            f"{row['ms_per_user']:.3f} ms/user, R@20 {row['recall@20_vs_exact']:.3f})"
+        )
     if stage == "serve":
         latency = f"p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms"
         return f"{row['index']}: {latency}, R@20 {row['recall@20_vs_exact']:.3f}"
@@ -400,6 +468,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         "FREEDOM graphs built (s)": ("freedom", "build_s"),
         "full evaluation (s)": ("evaluate", "all_users_s"),
         "batch top-20 (s)": ("top-k", "all_users_s"),
+        "batch top-20, HNSW index (s)": ("top-k ANN", "all_users_s"),
+        "full evaluation, 10k-user sample (s)": ("evaluate", "sample_s"),
     }
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
     for label, (stage, key) in series.items():

@@ -33,3 +33,16 @@ def test_a_cell_runs_in_its_own_process_and_reports_its_peak_memory():
     assert "error" not in row, row
     assert row["users_timed"] == row["users"] and not row["projected"]
     assert row["ms_per_user"] > 0 and row["peak_rss_mib"] > 50 and row["batch"] == 2048
+
+
+def test_the_sampled_evaluation_is_timed_beside_the_per_user_cost():
+    row = scale.run_cell(scale.cell_rank, 3000, "evaluate")
+    assert "error" not in row, row
+    assert row["sample_users"] == row["users"] and row["sample_s"] > 0  # fewer users than the sample
+
+
+def test_batch_top_k_through_the_hnsw_index_finds_the_exact_lists():
+    row = scale.run_cell(scale.cell_top_k_ann, 21_000)
+    assert "error" not in row, row
+    assert row["index"] == "hnsw" and row["users_timed"] == 2000 and row["projected"]
+    assert row["recall@20_vs_exact"] > 0.95 and row["build_s"] > 0
