@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from crossrec.config import Config, load_config
@@ -97,8 +98,21 @@ def test_bad_search_spaces_are_named(search, params, message):
         (["tune.trials=0"], "tune.trials"),
         (["eval.valid_on=new"], "eval.valid_on"),
         (["eval.protocol=recbole"], "eval.protocol"),
+        (["eval.max_users=0"], "eval.max_users"),
     ],
 )
 def test_bad_tune_and_eval_settings(overrides, field):
     with pytest.raises(ConfigError, match=field):
         load_config({}, overrides)
+
+
+def test_eval_max_users_reaches_every_evaluator_of_the_protocol():
+    from crossrec.data.schema import Interactions, Split
+    from crossrec.experiment.protocol import build_protocol
+
+    rng = np.random.default_rng(0)
+    part = [Interactions(np.arange(50), rng.integers(0, 20, 50), np.ones(50), 50, 20) for _ in range(3)]
+    split = Split(*part, name="toy")
+    protocol = build_protocol(load_config({}, ["eval.max_users=7"]), split, {})
+    assert [len(e.users) for e in (*protocol.valid.values(), *protocol.test.values())] == [7, 7]
+    assert len(build_protocol(load_config({}, []), split, {}).test[""].users) == 50
