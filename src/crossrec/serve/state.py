@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,21 @@ class ServingState:
                 query, k, exclude=[np.array(exclude, dtype=np.int64)], allowed=allowed
             )
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def recommend_all(
+        self, k: int = 10, *, batch: int = 1024
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Top `k` for every user, seen items excluded, as (users, ids (n, k), scores (n, k)) per batch
+        of `batch` users: the same index and exclusions as `recommend`, one search per batch, so a
+        batch job for all users costs users x one ANN query instead of users x items."""
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        for lo in range(0, len(self.user_ids), batch):
+            with self._lock:
+                users = np.arange(lo, min(lo + batch, len(self.user_ids)))
+                exclude = [np.fromiter(self.seen(int(u)), dtype=np.int64) for u in users]
+                ids, scores = self.index.search(self.user_vectors[users], k, exclude=exclude)
+            yield users, ids, scores
 
     def similar(self, item_id: str, k: int = 10, modality: str | None = None) -> list[tuple[int, float]]:
         """Items nearest to one item: in the model's space (fused), or by one modality's features."""
