@@ -16,6 +16,7 @@ from crossrec.errors import CrossrecError
 if TYPE_CHECKING:
     from crossrec.experiment import ExperimentResult
     from crossrec.report.summary import RunSummary
+    from crossrec.serve.state import ServingState
 
 # Spinning OpenMP workers slow torch several-fold when anything else shares the cores; waiting
 # passively costs little on an idle machine. Must be set before torch loads (it loads lazily below).
@@ -181,6 +182,22 @@ def _run_dir(path: Path) -> tuple[Path, Path]:
     return bundle_dir.parent, bundle_dir
 
 
+def _state_after_log(
+    run_dir: Path, model: str | None, store: Path | None, exact_below: int = 20_000
+) -> tuple[Path, ServingState]:
+    """(run folder, serving state) with a server's event log applied: `store`, else
+    RUN_DIR/serve.sqlite when it exists."""
+    from crossrec.serve.state import ServingState, load_servable
+    from crossrec.serve.store import EventStore
+
+    folder, bundle_dir = _run_dir(run_dir)
+    state = ServingState(load_servable(bundle_dir, model), exact_below=exact_below)
+    log_path = store or folder / "serve.sqlite"
+    if store is not None or log_path.is_file():
+        state.catch_up(EventStore(log_path))
+    return folder, state
+
+
 @app.command()
 def serve(
     run_dir: Annotated[Path, typer.Argument(help="a run folder (or its bundle/ folder)")],
@@ -288,15 +305,10 @@ def explain(
 ) -> None:
     """Print the facts behind recommending ITEM to USER and the sentence that explains it."""
     from crossrec.serve.explanations import build_explainer, item_about
-    from crossrec.serve.state import ServingState, load_servable, recommendation_facts
-    from crossrec.serve.store import EventStore
+    from crossrec.serve.state import recommendation_facts
 
     try:
-        folder, bundle_dir = _run_dir(run_dir)
-        state = ServingState(load_servable(bundle_dir, model))
-        log_path = store or folder / "serve.sqlite"
-        if store is not None or log_path.is_file():
-            state.catch_up(EventStore(log_path))
+        folder, state = _state_after_log(run_dir, model, store)
         facts = recommendation_facts(state, user, item)
         explainer = build_explainer(
             state,
@@ -367,15 +379,9 @@ def recommend(
     import csv
 
     from crossrec.io import atomic_path
-    from crossrec.serve.state import ServingState, load_servable
-    from crossrec.serve.store import EventStore
 
     try:
-        folder, bundle_dir = _run_dir(run_dir)
-        state = ServingState(load_servable(bundle_dir, model), exact_below=2**62 if exact else 20_000)
-        log_path = store or folder / "serve.sqlite"
-        if store is not None or log_path.is_file():
-            state.catch_up(EventStore(log_path))
+        _, state = _state_after_log(run_dir, model, store, exact_below=2**62 if exact else 20_000)
     except CrossrecError as exc:
         raise _fail(exc) from None
     rows = 0
