@@ -86,6 +86,15 @@ class Interactions:
         return np.bincount(self.item, minlength=self.n_items)
 
 
+def item_terms(value: object) -> set[str]:
+    """The genres or tags of an item's cell ("Comedy, Drama", or a list of them) as lower-case terms:
+    one reading of such cells for everything that compares them."""
+    if value is None:
+        return set()
+    parts = value if isinstance(value, list) else str(value).split(",")
+    return {str(p).strip().lower() for p in parts if str(p).strip()}
+
+
 @dataclass
 class ItemContent:
     """What we know about each item besides its id: one entry per item index, None when absent."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from crossrec.data.schema import Dataset
+from crossrec.data.schema import Dataset, item_terms
 from crossrec.llm.base import LLM, GenerationCache, Guarded, Request
 
 MAX_KEYWORDS = 6
@@ -167,7 +167,7 @@ def grounded(
     genres: one the item has is already in its text, one it lacks is a wrong claim), and not a
     duplicate; order kept, at most `MAX_KEYWORDS`."""
     title_words = set(_words(title or ""))
-    given = {g.strip().lower() for g in f"{genres or ''},{tags or ''}".split(",") if g.strip()}
+    given = item_terms(genres) | item_terms(tags)
     kept: list[str] = []
     for raw in keywords:
         if not isinstance(raw, str):
@@ -238,8 +238,7 @@ class Enricher:
     ) -> list[Enrichment]:
         text = dataset.content.text
         field = {name: text.get(name, [None] * dataset.n_items) for name in ("title", "genres", "tags")}
-        names = (g.strip().lower() for value in field["genres"] for g in (value or "").split(","))
-        genre_names = {name for name in names if name}
+        genre_names = set().union(*(item_terms(value) for value in field["genres"]))
         results = []
         for i in items:
             result = self.enrich_one(

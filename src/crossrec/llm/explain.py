@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from crossrec.data.schema import item_terms
 from crossrec.llm.base import LLM, Generation, GenerationCache, Guarded, Request
 
 FactKind = Literal["genre", "tag", "liked", "popularity"]
@@ -114,8 +115,8 @@ class Vocabulary:
         tags: set[str] = set()
         titles: set[str] = set()
         for row in rows:
-            genres |= _terms(row.get("genres"))
-            tags |= _terms(row.get("tags"))
+            genres |= item_terms(row.get("genres"))
+            tags |= item_terms(row.get("tags"))
             if row.get("title"):
                 title = str(row["title"]).lower()
                 # One-word titles ("It", "Up", "Heat") are ordinary words in lower case: left out.
@@ -367,10 +368,3 @@ class Explainer:
 
 def _salt(facts: Mapping[str, Any]) -> str:
     return str(facts.get("user_id") or "")
-
-
-def _terms(value: Any) -> set[str]:
-    if value is None:
-        return set()
-    parts = value if isinstance(value, list) else str(value).split(",")
-    return {str(p).strip().lower() for p in parts if str(p).strip()}
