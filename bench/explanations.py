@@ -38,7 +38,8 @@ from crossrec.experiment import load_bundle, run_experiment
 from crossrec.io import write_json_atomic
 from crossrec.llm.base import GenerationCache
 from crossrec.llm.explain import EXAMPLES, Explainer, Vocabulary
-from crossrec.serve.state import ServingState, recommendation_facts
+from crossrec.serve.facts import recommendation_facts
+from crossrec.serve.state import ServingState
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "movielens-small"

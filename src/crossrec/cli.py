@@ -305,7 +305,7 @@ def explain(
 ) -> None:
     """Print the facts behind recommending ITEM to USER and the sentence that explains it."""
     from crossrec.serve.explanations import build_explainer, item_about
-    from crossrec.serve.state import recommendation_facts
+    from crossrec.serve.facts import recommendation_facts
 
     try:
         folder, state = _state_after_log(run_dir, model, store)

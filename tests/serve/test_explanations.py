@@ -20,7 +20,8 @@ from crossrec.llm.base import LLM, GenerationCache, Request
 from crossrec.llm.explain import Explainer, Vocabulary
 from crossrec.serve.app import create_app
 from crossrec.serve.explanations import build_explainer
-from crossrec.serve.state import ServingState, recommendation_facts
+from crossrec.serve.facts import recommendation_facts
+from crossrec.serve.state import ServingState
 
 pytestmark = pytest.mark.slow
 FACT_ID = re.compile(r"\[([A-Z]\d?)\]")

@@ -38,6 +38,7 @@ from crossrec.serve.content import ContentEncoders
 from crossrec.serve.events import FeedbackEvent as LoggedFeedback
 from crossrec.serve.events import ItemRecord
 from crossrec.serve.explanations import ExplanationService, template_explainer
+from crossrec.serve.facts import recommendation_facts
 from crossrec.serve.page import add_page
 from crossrec.serve.schemas import (
     NEEDS_KEY,
@@ -57,7 +58,7 @@ from crossrec.serve.schemas import (
     WaitSeconds,
     problems,
 )
-from crossrec.serve.state import Feedback, NewItem, ServingState, UnknownId, recommendation_facts
+from crossrec.serve.state import Feedback, NewItem, ServingState, UnknownId
 from crossrec.serve.store import EventStore
 
 MEDIA_TYPES = {

@@ -27,7 +27,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from crossrec.errors import ConfigError
 from crossrec.llm.base import LLM, GenerationCache
 from crossrec.llm.explain import Explainer, Explanation, Vocabulary
-from crossrec.serve.state import ServingState, recommendation_facts
+from crossrec.serve.facts import recommendation_facts
+from crossrec.serve.state import ServingState
 
 QUEUE_FULL = "queue full"
 STILL_GENERATING = "still generating"
