@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -183,15 +184,16 @@ def _run_dir(path: Path) -> tuple[Path, Path]:
 
 
 def _state_after_log(
-    run_dir: Path, model: str | None, store: Path | None, exact_below: int = 20_000
+    run_dir: Path, model: str | None, store: Path | None, *, exact: bool = False
 ) -> tuple[Path, ServingState]:
     """(run folder, serving state) with a server's event log applied: `store`, else
-    RUN_DIR/serve.sqlite when it exists."""
+    RUN_DIR/serve.sqlite when it exists; `exact` scores every item instead of the ANN index."""
     from crossrec.serve.state import ServingState, load_servable
     from crossrec.serve.store import EventStore
 
     folder, bundle_dir = _run_dir(run_dir)
-    state = ServingState(load_servable(bundle_dir, model), exact_below=exact_below)
+    bundle = load_servable(bundle_dir, model)
+    state = ServingState(bundle, exact_below=sys.maxsize) if exact else ServingState(bundle)
     log_path = store or folder / "serve.sqlite"
     if store is not None or log_path.is_file():
         state.catch_up(EventStore(log_path))
@@ -376,28 +378,13 @@ def recommend(
 ) -> None:
     """Top K for every user, seen items excluded, through the serving index: what the API would
     answer, as one file for a batch job (e-mails, a cache, an offline audit)."""
-    import csv
-
-    from crossrec.io import atomic_path
+    from crossrec.serve.export import write_recommendations
 
     try:
-        _, state = _state_after_log(run_dir, model, store, exact_below=2**62 if exact else 20_000)
+        _, state = _state_after_log(run_dir, model, store, exact=exact)
     except CrossrecError as exc:
         raise _fail(exc) from None
-    rows = 0
-    with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["user_id", "rank", "item_id", "score"])
-        for users, ids, scores in state.recommend_all(k):
-            for user, row_ids, row_scores in zip(users, ids, scores, strict=True):
-                found = row_ids >= 0
-                writer.writerows(
-                    (state.user_ids[user], rank, state.item_ids[item], f"{score:.6g}")
-                    for rank, (item, score) in enumerate(
-                        zip(row_ids[found], row_scores[found], strict=True), 1
-                    )
-                )
-                rows += int(found.sum())
+    rows = write_recommendations(state, out, k)
     search = "exact scoring" if state.index.kind == "exact" else f"the {state.index.kind} index"
     console.print(f"wrote {rows:,} recommendations for {len(state.user_ids):,} users to {out} ({search})")
 
